@@ -1,0 +1,177 @@
+"""Assessment: the one combined result that CDS cards, the SMART app and the worklist all render.
+
+Built only by risk/assess.py from a PatientSnapshot; the renderers never recompute clinical logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from risk.domain._checks import optional_finite, require_date, require_text
+from risk.domain.provenance import IngestionNote, SourceRef
+
+
+class ScreeningProgram(StrEnum):
+    USPSTF_2021 = "uspstf_2021"
+    CMS_2022 = "cms_2022"
+    ACS_2023 = "acs_2023"
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityDecision:
+    """Eligibility for one screening program; ``eligible`` is None when it cannot be determined."""
+
+    program: ScreeningProgram
+    eligible: bool | None
+    reason: str
+    missing_inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        require_text("reason", self.reason)
+        if self.eligible is None and not self.missing_inputs:
+            raise ValueError('Argument "missing_inputs" must say what is missing when "eligible" is None.')
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One factor's share of a prediction (log-odds scale), in words a clinician can read."""
+
+    feature: str
+    contribution: float
+    description: str
+
+    def __post_init__(self) -> None:
+        require_text("feature", self.feature)
+        optional_finite("contribution", self.contribution)
+        require_text("description", self.description)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEstimate:
+    """A probability from a published or learned model, with what produced it."""
+
+    model: str
+    model_version: str
+    outcome: str
+    probability: float
+    horizon_years: float | None
+    citation: str
+    interval: tuple[float, float] | None = None
+    contributions: tuple[Contribution, ...] = ()
+    learned: bool = False
+    trained_on_synthetic_data: bool = False
+    calibrator: str | None = None
+
+    def __post_init__(self) -> None:
+        require_text("model", self.model)
+        require_text("model_version", self.model_version)
+        optional_finite("probability", self.probability, low=0, high=1)
+        optional_finite("horizon_years", self.horizon_years, low=0, high=30)
+        if self.interval is not None:
+            lo, hi = self.interval
+            if not 0 <= lo <= self.probability <= hi <= 1:
+                raise ValueError('Argument "interval" must bracket "probability" within [0, 1].')
+
+
+@dataclass(frozen=True, slots=True)
+class Abstention:
+    """A model that was not run, and why ("cannot score: reason")."""
+
+    model: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        require_text("model", self.model)
+        require_text("reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class NoduleCategory:
+    """The guideline category of one tracked nodule."""
+
+    track_id: str
+    guideline: str
+    category: str
+    management: str
+    due_date: date | None = None
+
+    def __post_init__(self) -> None:
+        require_text("track_id", self.track_id)
+        require_text("guideline", self.guideline)
+        require_text("category", self.category)
+        require_date("due_date", self.due_date, optional=True)
+
+
+class RecommendationKind(StrEnum):
+    SCREENING_LDCT = "screening_ldct"
+    SHARED_DECISION_MAKING = "shared_decision_making"
+    FOLLOW_UP_LDCT = "follow_up_ldct"
+    FOLLOW_UP_CT = "follow_up_ct"
+    DIAGNOSTIC_WORKUP = "diagnostic_workup"
+    NO_ROUTINE_FOLLOW_UP = "no_routine_follow_up"
+
+
+class DueStatus(StrEnum):
+    NOT_YET_DUE = "not_yet_due"
+    DUE = "due"
+    OVERDUE = "overdue"
+    NO_DATE = "no_date"
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    kind: RecommendationKind
+    text: str
+    basis: str
+    due_date: date | None
+    status: DueStatus
+    track_id: str | None = None
+
+    def __post_init__(self) -> None:
+        require_text("text", self.text)
+        require_text("basis", self.basis)
+        require_date("due_date", self.due_date, optional=True)
+        if (self.due_date is None) != (self.status is DueStatus.NO_DATE):
+            raise ValueError('Argument "status" must be NO_DATE exactly when "due_date" is None.')
+
+
+@dataclass(frozen=True, slots=True)
+class StaleData:
+    """A value older than the freshness limit for its kind."""
+
+    what: str
+    effective: date
+    limit_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    sources: tuple[SourceRef, ...]
+    model_versions: tuple[tuple[str, str], ...]
+    generated_at: datetime
+    stale: tuple[StaleData, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    assessment_id: str
+    patient_id: str
+    as_of: date
+    eligibility: tuple[EligibilityDecision, ...]
+    risks: tuple[RiskEstimate, ...]
+    nodule_categories: tuple[NoduleCategory, ...]
+    patient_category: NoduleCategory | None
+    recommendations: tuple[Recommendation, ...]
+    abstentions: tuple[Abstention, ...]
+    provenance: Provenance
+    notes: tuple[IngestionNote, ...] = ()
+
+    def __post_init__(self) -> None:
+        require_text("assessment_id", self.assessment_id)
+        require_text("patient_id", self.patient_id)
+        require_date("as_of", self.as_of)
+
+    def risk(self, model: str) -> RiskEstimate | None:
+        return next((r for r in self.risks if r.model == model), None)
