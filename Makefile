@@ -53,7 +53,7 @@ test: install
 
 demo: stack-up
 	test -f $(DEMO_COHORT)/manifest.json || $(PY) -m risk synth --out $(DEMO_COHORT) --patients $(DEMO_PATIENTS) --seed 7
-	set -a; source deploy/local/state/stack.env; set +a; $(PY) -m risk load $(DEMO_COHORT)
+	$(PY) -m risk load $(DEMO_COHORT) --env-file deploy/local/state/stack.env
 	set -a; source deploy/local/state/stack.env; set +a; exec $(PY) -m risk serve
 
 bench: install
