@@ -224,6 +224,7 @@ class DicomwebSource:
         elif auth is not None:
             self._session.auth = auth
         headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        self._headers: dict[str, str] = dict(headers or {})
         try:
             self._client = DICOMwebClient(url=self.url, session=self._session, headers=headers, timeout=timeout_s)
         except ValueError as exc:
@@ -307,10 +308,19 @@ class DicomwebSource:
         study, series, sop = _require_uids(study_instance_uid, series_instance_uid, sop_instance_uid)
         if frame_number < 1:
             raise InvalidInput("frame_number", f"must be >= 1, got {frame_number}")
-        params = {"window": f"{window[0]:g},{window[1]:g},linear"} if window is not None else None
+        url = f"{self.url}/studies/{study}/series/{series}/instances/{sop}/frames/{frame_number}/rendered"
+        if window is not None:
+            # Literal commas (RFC 3986 allows them in a query): dicomweb-client sends %2C, which Orthanc 1.10's
+            # DICOMweb plugin does not decode (400 Bad Request).
+            url += f"?window={window[0]:g},{window[1]:g},linear"
         operation = f"WADO-RS rendered frame {frame_number} of {sop_instance_uid}"
-        png = self._call(operation, lambda: self._client.retrieve_instance_frames_rendered(
-            study, series, sop, frame_numbers=[frame_number], media_types=(PNG_MEDIA_TYPE,), params=params), deadline)
+
+        def fetch() -> bytes:
+            response = self._session.get(url, headers={"Accept": PNG_MEDIA_TYPE, **self._headers})
+            response.raise_for_status()
+            return response.content
+
+        png = self._call(operation, fetch, deadline)
         if not isinstance(png, bytes | bytearray) or not bytes(png).startswith(PNG_SIGNATURE):
             raise UpstreamRejected(self.system, f"{operation}: the answer is not a PNG image")
         return bytes(png)

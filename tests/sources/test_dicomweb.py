@@ -376,6 +376,10 @@ def _stow_qido_wado_rendered(orthanc: DicomwebSource, patient: str) -> None:
     assert len(orthanc.retrieve_series_metadata(ct[0].StudyInstanceUID, ct[0].SeriesInstanceUID)) == len(ct)
     png = orthanc.retrieve_rendered_frame(ct[0].StudyInstanceUID, ct[0].SeriesInstanceUID, ct[0].SOPInstanceUID)
     assert png.startswith(PNG_SIGNATURE) and Image.open(io.BytesIO(png)).size == (32, 32)
+    # a lung window is honoured (Orthanc 1.10 rejects a %2C-encoded window with 400)
+    windowed = orthanc.retrieve_rendered_frame(ct[0].StudyInstanceUID, ct[0].SeriesInstanceUID,
+                                               ct[0].SOPInstanceUID, window=(-600.0, 1500.0))
+    assert windowed.startswith(PNG_SIGNATURE) and windowed != png
     assert orthanc.search_studies(patient_id="LC-IT-nobody") == []
     with pytest.raises(NotFound):
         orthanc.retrieve_instance(found.study_instance_uid, sr_series.series_instance_uid, "1.2.3.4.5.6.7")
