@@ -1,0 +1,1 @@
+"""Standard outputs built from an Assessment: FHIR resources (RiskAssessment, ServiceRequest) and DICOM objects."""
