@@ -54,7 +54,15 @@ test: install
 demo: stack-up
 	test -f $(DEMO_COHORT)/manifest.json || $(PY) -m risk synth --out $(DEMO_COHORT) --patients $(DEMO_PATIENTS) --seed 7
 	$(PY) -m risk load $(DEMO_COHORT) --env-file deploy/local/state/stack.env
-	set -a; source deploy/local/state/stack.env; set +a; exec $(PY) -m risk serve
+	set -a; source deploy/local/state/stack.env; source deploy/local/demo.env; set +a; \
+	  $(PY) -m risk.demo.keys --out deploy/local/state/demo-ehr --fhir-server "$$RISK_FHIR__BASE_URL" && \
+	  { test -f $(DEMO_COHORT)/.imaging-cached || { $(PY) -m risk imaging \
+	      $$(seq -f "--patient-id A%07g" 1 $(DEMO_PATIENTS)) >/dev/null && touch $(DEMO_COHORT)/.imaging-cached; } \
+	    || echo "demo: imaging-feature cache not warmed: first chart opens parse SRs from the PACS"; } && \
+	  { $(PY) -m risk population score --ndjson $(DEMO_COHORT)/fhir/ndjson --sr-tables $(DEMO_COHORT) --no-progress \
+	    || echo "demo: population not scored: the coordinator worklist stays empty"; }
+	set -a; source deploy/local/state/stack.env; source deploy/local/demo.env; \
+	  source deploy/local/state/demo-ehr/demo-ehr.env; set +a; exec $(PY) -m risk serve
 
 bench: install
 	$(PY) -m bench

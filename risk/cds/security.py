@@ -164,8 +164,11 @@ class ReplayCache:
     is used.
     """
 
-    def __init__(self, db: Database | None = None) -> None:
+    def __init__(self, db: Database | None = None, *, strict: bool = True) -> None:
         self._db = db
+        self.strict = strict
+        """False: write-behind (settings.cds.replay_check); this process's map decides, the store is filled
+        in the background and a cross-worker replay found there is logged."""
         self._seen: dict[str, float] = {}
         self._last_prune = 0.0
         self._last_db_prune = 0.0
@@ -195,6 +198,9 @@ class ReplayCache:
         self._pending.append((key, exp, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
+        if not self.strict:
+            future.add_done_callback(_log_late_replay(key))
+            return True
         return await future
 
     async def _drain(self) -> None:
@@ -220,6 +226,14 @@ class ReplayCache:
             with self._db.session() as s:
                 prune_jtis(s)
         return fresh
+
+
+def _log_late_replay(key: str) -> Callable[[asyncio.Future[bool]], None]:
+    def check(future: asyncio.Future[bool]) -> None:
+        if not future.cancelled() and future.result() is False:
+            log.warning("JWT replay detected after the fact (id already stored by another worker): %s", key)
+
+    return check
 
 
 def _aware(value: datetime) -> datetime:

@@ -90,7 +90,7 @@ class CdsService:
         self.budget_s = settings.cds.request_budget_s
         """Total time for one hook call (prefetch completion, imaging, assessment)."""
         self.db: Database | None = None
-        self.replay = ReplayCache()
+        self.replay = ReplayCache(strict=settings.cds.replay_check == "strict")
         self.auth = authenticator or CdsAuthenticator(settings.cds, replay=self.replay)
         self.ledger = CardLedger(lambda: self.db, flush_s=settings.cds.card_flush_s)
         self.pool = FhirClientPool(settings.fhir)

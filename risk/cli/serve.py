@@ -1,10 +1,10 @@
-"""``risk serve``: run the ASGI application with uvicorn."""
+"""``risk serve``: run the ASGI application with uvicorn (after printing the URLs it serves)."""
 
 from __future__ import annotations
 
 import argparse
 
-from risk.config import load_settings
+from risk.config import Environment, Settings, load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,13 +15,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def served_urls(settings: Settings) -> list[tuple[str, str]]:
+    """(label, URL) of the surfaces people open, at the public URL (``settings.public_base_url``)."""
+    base = str(settings.public_base_url).rstrip("/")
+    urls = []
+    if settings.environment is Environment.DEMO:
+        urls += [("Landing page", f"{base}/"), ("Simulated EHR", f"{base}/demo/ehr")]
+    urls += [("SMART app launch", f"{base}/app/launch"), ("CDS Hooks discovery", f"{base}/cds-services"),
+             ("Coordinator worklist", f"{base}/worklist/"), ("API docs", f"{base}/docs")]
+    return urls
+
+
+def banner(settings: Settings, host: str, port: int) -> str:
+    width = max(len(label) for label, _ in served_urls(settings))
+    lines = [f"risk serve: serving on http://{host}:{port} ({settings.environment.value}"
+             + (", synthetic data" if settings.synthetic_data else "") + ")"]
+    lines += [f"  {label:<{width}}  {url}" for label, url in served_urls(settings)]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings()  # validate before forking workers: a bad setting stops start-up here
+    host, port = args.host or settings.host, args.port or settings.port
+    print(banner(settings, host, port), flush=True)
     uvicorn.run(
         "risk.app:create_app", factory=True,
-        host=args.host or settings.host, port=args.port or settings.port, workers=args.workers,
+        host=host, port=port, workers=args.workers,
         log_level=settings.log_level.lower(), access_log=False,
     )
     return 0
