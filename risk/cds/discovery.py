@@ -4,8 +4,8 @@ One service id, ``lung-risk``, is listed for ``patient-view``, ``order-select`` 
 "update stale guidance": a client replaces the cards of an earlier hook with those of the same id).
 
 Prefetch templates are those of the snapshot queries (:data:`risk.sources.fhir.PREFETCH_TEMPLATES`) restricted to
-the CDS Hooks 2.0 prefetch query subset: instance read, type-level search, ``patient={{context.patientId}}``
-references, token parameters (with equality, comma OR lists, optionally ``:in``), date parameters with
+the CDS Hooks 2.0 prefetch query subset: instance read, type-level search, ``subject=Patient/{{context.patientId}}``
+(or ``patient=``) references, token parameters (with equality, comma OR lists, optionally ``:in``), date parameters with
 ``eq|lt|gt|ge|le`` prefixes, ``_count`` and ``_sort``. ``_include`` is outside that subset, so the ImagingStudy
 template asks for the studies only (their DICOMweb endpoints come from the service's PACS settings).
 :func:`template_problems` checks a template against the subset; a test runs it over every published template.
@@ -44,7 +44,7 @@ USER_TOKENS: Final = ("userPractitionerId", "userPractitionerRoleId", "userPatie
 
 CDS_PREFETCH_TEMPLATES: Final[Mapping[str, str]] = {
     **{k: v for k, v in PREFETCH_TEMPLATES.items() if k != "imagingStudies"},
-    "imagingStudies": f"ImagingStudy?patient={PATIENT_ID_TOKEN}",
+    "imagingStudies": f"ImagingStudy?subject=Patient/{PATIENT_ID_TOKEN}",
 }
 """The prefetch templates this service publishes (2.0 query subset; see the module docstring)."""
 

@@ -45,17 +45,21 @@ def _observation_codes() -> str:
 
 PREFETCH_TEMPLATES: Final[Mapping[str, str]] = {
     "patient": f"Patient/{PATIENT_ID_TOKEN}",
-    "observations": f"Observation?patient={PATIENT_ID_TOKEN}&code={_observation_codes()}",
-    "conditions": f"Condition?patient={PATIENT_ID_TOKEN}",
+    "observations": f"Observation?subject=Patient/{PATIENT_ID_TOKEN}&code={_observation_codes()}",
+    "conditions": f"Condition?subject=Patient/{PATIENT_ID_TOKEN}",
     "familyHistory": f"FamilyMemberHistory?patient={PATIENT_ID_TOKEN}",
-    "imagingStudies": f"ImagingStudy?patient={PATIENT_ID_TOKEN}&_include=ImagingStudy:endpoint",
+    "imagingStudies": f"ImagingStudy?subject=Patient/{PATIENT_ID_TOKEN}&_include=ImagingStudy:endpoint",
 }
 """The queries a snapshot needs, as CDS Hooks prefetch templates (CDS discovery advertises these).
 
 Observations are searched by the codes of risk/features/rules.py (a token OR list, within the prefetch
 query subset of interop.md §1.4); Conditions are fetched whole, because ICD-10-CM categories (C00-C96)
 cannot be listed as tokens. ImagingStudies come with their Endpoints (``_include``) for the DICOMweb
-address."""
+address. Observation, Condition and ImagingStudy are searched by ``subject=Patient/<id>``, which FHIR R4
+defines as the same search as ``patient=<id>`` (that parameter is ``subject.where(resolve() is Patient)``)
+but which servers can answer from the reference alone: on the local Medplum server 15 ms instead of 2.5 s
+for a patient's Observations (``resolve()`` is evaluated per resource). FamilyMemberHistory has no
+``subject`` parameter."""
 
 
 @dataclass(frozen=True, slots=True)

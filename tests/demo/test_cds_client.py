@@ -8,10 +8,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from risk.demo.cds_client import REDACTED, CdsJwtSigner, HookExchange, _explain, _redacted, subject_search
+from risk.demo.cds_client import REDACTED, CdsJwtSigner, HookExchange, _explain, _redacted
 from risk.demo.keys import PRIVATE_JWKS_NAME, public_jwks, write_demo_keys
 from risk.errors import InvalidInput
-from risk.sources.fhir import FhirQuery
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +40,6 @@ def test_unusable_keys_name_the_setting(tmp_path: Path, key_file: Path) -> None:
     hs = {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256", "kid": "h", "d": "x"}
     with pytest.raises(InvalidInput, match="ES384 or RS384"):
         CdsJwtSigner("urn:t", hs)
-
-
-def test_patient_searches_use_the_equivalent_subject_form() -> None:
-    q = subject_search(FhirQuery.parse("Observation?patient=p1&code=a|b,c|d"))
-    assert (q.resource_type, q.params) == ("Observation", (("subject", "Patient/p1"), ("code", "a|b,c|d")))
-    assert subject_search(FhirQuery.parse("ImagingStudy?patient=Patient/p1")).params == (("subject", "Patient/p1"),)
-    for same in ("FamilyMemberHistory?patient=p1", "Patient/p1"):  # no subject parameter / a read
-        assert subject_search(FhirQuery.parse(same)).render() == same
 
 
 def test_tokens_are_redacted_from_what_the_page_shows() -> None:

@@ -57,7 +57,8 @@ def test_query_parse_and_render() -> None:
 def test_templates_render_for_a_patient() -> None:
     rendered = {k: render_template(t, patient_context("abc")) for k, t in PREFETCH_TEMPLATES.items()}
     assert rendered["patient"] == "Patient/abc"
-    assert rendered["observations"].startswith("Observation?patient=abc&code=http://loinc.org|72166-2,")
+    assert rendered["observations"].startswith("Observation?subject=Patient/abc&code=http://loinc.org|72166-2,")
+    assert rendered["familyHistory"] == "FamilyMemberHistory?patient=abc"
     assert f"{codes.SNOMED}|{codes.PACK_YEARS.code}" in rendered["observations"]
     with pytest.raises(InvalidInput, match="userPractitionerId"):
         render_template("Practitioner/{{userPractitionerId}}", patient_context("abc"))
