@@ -1,0 +1,140 @@
+"""Moving polars frames in and out of the store fast, on PostgreSQL (COPY) and SQLite (executemany).
+
+A population run writes up to millions of rows; row-by-row ORM inserts would dominate the run. On PostgreSQL
+frames go through ``COPY ... FROM STDIN`` as CSV written by polars (``\\N`` for null), updates through a temporary
+table and one ``UPDATE ... FROM``; on SQLite (the embedded default, small populations) through ``executemany``.
+All of it runs on the caller's connection, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import orjson
+import polars as pl
+from sqlalchemy import JSON, Connection, Table, text
+
+from risk.store.base import Base
+
+NULL: Final = "\\N"
+_CHUNK_ROWS: Final = 200_000
+
+
+def _is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+@contextmanager
+def _copy(conn: Connection, sql: str) -> Iterator[Any]:
+    """psycopg's COPY object on the connection's DBAPI connection (same transaction)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+        yield copy
+
+
+def table(name: str) -> Table:
+    return Base.metadata.tables[name]
+
+
+def _prepared(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """Only the table's columns, with JSON-typed ones serialised and booleans/dates in a COPY-friendly form."""
+    return frame.select([c for c in columns if c in frame.columns])
+
+
+def insert_frame(conn: Connection, name: str, frame: pl.DataFrame) -> int:
+    """Insert every row of ``frame`` (its columns must be columns of the table)."""
+    if frame.is_empty():
+        return 0
+    t = table(name)
+    frame = _prepared(frame, [c.name for c in t.columns])
+    cols = frame.columns
+    if _is_postgres(conn):
+        col_list = ", ".join(f'"{c}"' for c in cols)
+        with _copy(conn, f"COPY {name} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+            for start in range(0, frame.height, _CHUNK_ROWS):
+                buf = io.BytesIO()
+                frame.slice(start, _CHUNK_ROWS).write_csv(buf, include_header=False, null_value=NULL,
+                                                         date_format="%Y-%m-%d")
+                copy.write(buf.getvalue())
+        return frame.height
+    stmt = t.insert()
+    json_cols = {c.name for c in t.columns if isinstance(c.type, JSON)} & set(cols)
+    rows = [dict(zip(cols, r, strict=True)) for r in frame.iter_rows()]
+    for row in rows:
+        for c in json_cols:
+            if isinstance(row[c], str):
+                row[c] = orjson.loads(row[c])
+    conn.execute(stmt, rows)
+    return frame.height
+
+
+def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
+    """Replace every row of ``name`` by ``frame``'s, in the caller's transaction. PostgreSQL: ``TRUNCATE`` (no dead
+    rows to vacuum after replacing a million; readers wait for the commit) then COPY; SQLite: DELETE then insert."""
+    if _is_postgres(conn):
+        conn.execute(text(f"TRUNCATE {name}"))
+    else:
+        conn.execute(table(name).delete())
+    return insert_frame(conn, name, frame)
+
+
+def update_frame(conn: Connection, name: str, key: str, frame: pl.DataFrame, *,
+                 expressions: dict[str, str] | None = None) -> int:
+    """``UPDATE name SET col = new.col ... WHERE name.key = new.key`` for every row of ``frame``.
+
+    ``expressions`` overrides the SET expression of a column (SQL over ``t`` = the table and ``n`` = the new row),
+    e.g. ``{"loop_rank": "CASE WHEN n.loop_rank > t.loop_rank THEN n.loop_rank ELSE t.loop_rank END"}``.
+    """
+    if frame.is_empty():
+        return 0
+    t = table(name)
+    frame = _prepared(frame, [c.name for c in t.columns])
+    cols = [c for c in frame.columns if c != key]
+    expressions = expressions or {}
+    sets = ", ".join(f'"{c}" = {expressions.get(c, f"n.{c}")}' for c in cols)
+    if _is_postgres(conn):
+        tmp = f"tmp_{name}_update"
+        col_list = ", ".join(f'"{c}"' for c in frame.columns)
+        conn.execute(text(f"CREATE TEMPORARY TABLE {tmp} ON COMMIT DROP AS SELECT {col_list} FROM {name} WITH NO DATA"))
+        with _copy(conn, f"COPY {tmp} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+            buf = io.BytesIO()
+            frame.write_csv(buf, include_header=False, null_value=NULL, date_format="%Y-%m-%d")
+            copy.write(buf.getvalue())
+        conn.execute(text(f"UPDATE {name} AS t SET {sets} FROM {tmp} AS n WHERE t.{key} = n.{key}"))
+        conn.execute(text(f"DROP TABLE {tmp}"))
+        return frame.height
+    # SQLite: correlated form, one statement per row through executemany
+    sqlite_sets = ", ".join(
+        f'"{c}" = ' + expressions.get(c, f":{c}").replace("n.", ":").replace("t.", f"{name}.") for c in cols)
+    stmt = text(f"UPDATE {name} SET {sqlite_sets} WHERE {key} = :{key}")
+    conn.execute(stmt, [dict(zip(frame.columns, r, strict=True)) for r in frame.iter_rows()])
+    return frame.height
+
+
+def read_frame(conn: Connection, stmt: Any, schema: dict[str, Any]) -> pl.DataFrame:
+    """A SELECT's rows as a frame typed by ``schema`` (column names in select order)."""
+    names = list(schema)
+    if _is_postgres(conn):
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        buf = io.BytesIO()
+        with _copy(conn, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')") as copy:
+            for chunk in copy:
+                buf.write(chunk)
+        if buf.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        as_text = {n: (pl.String if schema[n] in (pl.Boolean, pl.Date) else schema[n]) for n in names}
+        frame = pl.read_csv(buf.getvalue(), has_header=False, new_columns=names, schema=as_text,
+                            null_values=NULL, quote_char='"')
+        casts = []
+        for n in names:
+            if schema[n] == pl.Boolean:
+                casts.append((pl.col(n) == "t").alias(n))
+            elif schema[n] == pl.Date:
+                casts.append(pl.col(n).str.to_date("%Y-%m-%d").alias(n))
+        return frame.with_columns(casts) if casts else frame
+    rows = conn.execute(stmt).all()
+    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
