@@ -26,8 +26,13 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 RADLEX = "http://www.radlex.org"
+UMLS = "http://www.nlm.nih.gov/research/umls"
 CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+CPT_OID = "urn:oid:2.16.840.1.113883.6.12"
+"""CPT by its HL7 OID, as some order catalogs send it (read side only; we write ``CPT``)."""
+HCPCS_OID = "urn:oid:2.16.840.1.113883.6.285"
+"""HCPCS by its HL7 OID (read side only)."""
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -38,6 +43,8 @@ CDC_RACE_ETHNICITY = "urn:oid:2.16.840.1.113883.6.238"
 DICOM_UID = "urn:dicom:uid"
 ENDPOINT_CONNECTION_TYPE = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
 META_TAG_SYNTHETIC = "https://lungrisk.example.org/fhir/CodeSystem/data-provenance"
+PLCO_EDUCATION_LEVEL_SYSTEM = "https://lungrisk.example.org/fhir/CodeSystem/plco-education-level"
+"""Project code system for LOINC 82589-3 answers: PLCOm2012 education levels "1"-"6" (clinical-models.md §2)."""
 
 # DICOM coding-scheme designators for each FHIR system (PS3.16 Table 8-1).
 DICOM_SCHEME_BY_SYSTEM = {
@@ -46,6 +53,7 @@ DICOM_SCHEME_BY_SYSTEM = {
     DCM: "DCM",
     RADLEX: "RADLEX",
     UCUM: "UCUM",
+    UMLS: "UMLS",
 }
 SYSTEM_BY_DICOM_SCHEME = {v: k for k, v in DICOM_SCHEME_BY_SYSTEM.items()}
 
@@ -153,6 +161,14 @@ BMI = _loinc("39156-5", "Body mass index (BMI) [Ratio]")
 BODY_WEIGHT = _loinc("29463-7", "Body weight")
 BODY_HEIGHT = _loinc("8302-2", "Body height")
 HIGHEST_EDUCATION = _loinc("82589-3", "Highest level of education")
+PLCO_EDUCATION_LEVELS = {
+    str(level): Code(PLCO_EDUCATION_LEVEL_SYSTEM, str(level), display, "PLCOm2012 levels (clinical-models.md §2)")
+    for level, display in (
+        (1, "Less than high-school graduate"), (2, "High-school graduate"),
+        (3, "Post-high-school training other than college"), (4, "Some college"), (5, "College graduate"),
+        (6, "Postgraduate or professional degree"),
+    )
+}
 
 # --- Laboratory panel (documented in risk/extract/labs.py) -------------------------------------
 WBC = _loinc("6690-2", "Leukocytes [#/volume] in Blood by Automated count")
@@ -234,6 +250,48 @@ CHEST_CT_ORDER_CODES = (
     HCPCS_LDCT_LEGACY,
 )
 SCREENING_ORDER_CODES = (CPT_LDCT_SCREENING, HCPCS_LDCT_LEGACY)
+IMAGING_SERVICE_CATEGORY = _sct("363679005", "Imaging", "FHIR R4 servicerequest-category example value set")
+
+# --- CDS Hooks cards and model outputs (the service's own code systems) -------------------------------
+CDS_CARD_TYPE_SYSTEM = "https://lungrisk.example.org/fhir/CodeSystem/cds-card-type"
+"""``card.source.topic``: what a card is about; feedback rates are reported per card type."""
+CDS_OVERRIDE_REASON_SYSTEM = "https://lungrisk.example.org/fhir/CodeSystem/cds-override-reason"
+"""``card.overrideReasons`` (CDS Hooks 2.0 §Card: each reason MUST carry a display)."""
+RISK_MODEL_SYSTEM = "https://lungrisk.example.org/fhir/CodeSystem/risk-model"
+"""``RiskAssessment.method``: which published or learned model produced a probability."""
+_OWN = "the service's own code system"
+
+
+def _card_type(code: str, display: str) -> Code:
+    return Code(CDS_CARD_TYPE_SYSTEM, code, display, _OWN)
+
+
+def _override(code: str, display: str) -> Code:
+    return Code(CDS_OVERRIDE_REASON_SYSTEM, code, display, _OWN)
+
+
+CARD_SCREENING_DUE = _card_type("screening-due", "Lung cancer screening due")
+CARD_NODULE_FOLLOW_UP = _card_type("nodule-follow-up", "Pulmonary nodule follow-up")
+CARD_HIGH_RISK = _card_type("high-risk", "High or rising lung cancer risk")
+CARD_DATA_GAPS = _card_type("data-gaps", "Lung cancer risk check incomplete")
+CARD_ORDER_ELIGIBILITY = _card_type("order-eligibility", "Screening LDCT order: eligibility")
+CARD_ORDER_SHARED_DECISION = _card_type("order-shared-decision", "Screening LDCT order: shared decision-making")
+CARD_ORDER_TIMING = _card_type("order-timing", "Chest CT order: follow-up timing")
+CARD_ORDER_DUPLICATE = _card_type("order-duplicate", "Chest CT order: duplicate imaging")
+
+OVERRIDE_ALREADY_SCHEDULED = _override("already-scheduled", "Imaging already scheduled or done elsewhere")
+OVERRIDE_PATIENT_DECLINED = _override("patient-declined", "Patient declined after discussion")
+OVERRIDE_CLINICAL_JUDGEMENT = _override("clinical-judgement", "Not appropriate for this patient (clinical judgement)")
+OVERRIDE_LIMITED_LIFE_EXPECTANCY = _override(
+    "limited-life-expectancy", "Comorbidity limits life expectancy or curative treatment"
+)
+OVERRIDE_DATA_INCORRECT = _override("data-incorrect", "Patient data shown is incorrect or out of date")
+OVERRIDE_SPECIALIST_CARE = _override("specialist-care", "Nodule managed by pulmonology or oncology")
+OVERRIDE_CLINICAL_INDICATION = _override("clinical-indication", "Imaging needed now for a clinical indication")
+
+MODEL_PLCOM2012 = Code(RISK_MODEL_SYSTEM, "plcom2012", "PLCOm2012 6-year lung cancer risk", _OWN)
+MODEL_PLCOM2012_NORACE = Code(RISK_MODEL_SYSTEM, "plcom2012-norace", "PLCOm2012noRace 6-year lung cancer risk", _OWN)
+MODEL_BROCK = Code(RISK_MODEL_SYSTEM, "brock", "Brock (PanCan) nodule malignancy probability", _OWN)
 
 # --- DICOM / TID 1500 (interop.md §5.1-5.2) -----------------------------------------------------
 MODALITY_CT = _dcm("CT", "Computed Tomography")
@@ -262,7 +320,7 @@ SHORT_AXIS = _sct("103340004", "Short Axis", "pydicom.sr.codedict (SCT)")
 VOLUME = _sct("118565006", "Volume", "pydicom.sr.codedict (SCT)")
 RIGHT = _sct("24028007", "Right", "pydicom.sr.codedict (SCT)")
 LEFT = _sct("7771000", "Left", "pydicom.sr.codedict (SCT)")
-UPPER_LOBE_OF_RIGHT_LUNG = _sct("45653009", "Upper lobe of right lung")
+UPPER_LOBE_OF_RIGHT_LUNG = _sct("42400003", "Upper lobe of right lung")
 MIDDLE_LOBE_OF_RIGHT_LUNG = _sct("72481006", "Middle lobe of right lung")
 LOWER_LOBE_OF_RIGHT_LUNG = _sct("266005", "Lower lobe of right lung")
 UPPER_LOBE_OF_LEFT_LUNG = _sct("44714003", "Upper lobe of left lung")
@@ -276,6 +334,23 @@ LOBES = {
 }
 CT_UNSPECIFIED_BODY_REGION = _loinc("25045-6", "CT unspecified body region", "pydicom.sr.codedict (LN)")
 CT_CHEST = _loinc("24627-2", "CT Chest", "LOINC check digit; RSNA/LOINC Playbook")
+
+# TID 1500 reading (risk/imaging/sr.py). DICOM CID 6170 "Lobe of Lung" codes the lobe as Upper lobe of lung /
+# Middle lobe of right lung / Lower lobe of lung post-coordinated with Laterality (CID 244); pre-coordinated
+# lateralised SNOMED lobes are accepted too.
+FINDINGS_CATEGORY = _sct("276214006", "Finding category", "pydicom.sr.codedict (SCT)")
+LATERALITY = _sct("272741003", "Laterality", "pydicom.sr.codedict (SCT)")
+TOPOGRAPHICAL_MODIFIER = _sct("106233006", "Topographical modifier", "pydicom.sr.codedict (SCT)")
+MEASUREMENT_METHOD = _sct("370129005", "Measurement Method", "pydicom.sr.codedict (SCT)")
+LOBE_OF_LUNG = _sct("31094006", "Lobe of lung", "pydicom.sr.codedict (SCT)")
+UPPER_LOBE_OF_LUNG = _sct("45653009", "Upper lobe of lung", "pydicom.sr.codedict (SCT); DICOM CID 6170")
+LOWER_LOBE_OF_LUNG = _sct("90572001", "Lower lobe of lung", "pydicom.sr.codedict (SCT); DICOM CID 6170")
+MIDDLE_LOBE_OF_LUNG = _sct("40020002", "Middle lobe of lung", "pydicom.sr.codedict (SCT)")
+MASS = _sct("4147007", "Mass", "pydicom.sr.codedict (SCT)")
+MICRONODULE = _dcm("112122", "Micronodule")
+REFERENCED_SEGMENT = _dcm("121191", "Referenced Segment")
+VOLUME_SURFACE = _dcm("121231", "Volume Surface")
+REGION_IN_SPACE = _dcm("130488", "Region in Space")
 
 # Legacy SNOMED-RT (SRT) designators seen in older vendor SRs, mapped to SCT (DICOM CP-1850).
 SRT_TO_SCT = {
@@ -330,6 +405,54 @@ UNIT_10_3_UL = "10*3/uL"
 UNIT_LITER = "L"
 UNIT_NG_ML = "ng/mL"
 UNIT_HU = "[hnsf'U]"
+UNIT_CM3 = "cm3"
+UNIT_ML = "mL"
+UNIT_UM = "um"
+UNIT_ONE = "1"
+"""UCUM "no units" (a ratio or probability as a fraction)."""
+
+
+# --- Synthetic cohort (risk/synth): FHIR structural codes, unit variants, DICOM units -----------
+SYNTHETIC_DATA_TAG = Code(META_TAG_SYNTHETIC, "synthetic", "Synthetic data - not for clinical use",
+                          "project code system (risk/synth)")
+CATEGORY_SOCIAL_HISTORY = Code(OBSERVATION_CATEGORY, "social-history", "Social History", "FHIR R4 observation-category")
+CATEGORY_VITAL_SIGNS = Code(OBSERVATION_CATEGORY, "vital-signs", "Vital Signs", "FHIR R4 observation-category")
+CATEGORY_LABORATORY = Code(OBSERVATION_CATEGORY, "laboratory", "Laboratory", "FHIR R4 observation-category")
+CONDITION_PROBLEM_LIST_ITEM = Code(CONDITION_CATEGORY, "problem-list-item", "Problem List Item",
+                                   "FHIR R4 condition-category")
+CONDITION_ENCOUNTER_DIAGNOSIS = Code(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis",
+                                     "FHIR R4 condition-category")
+CLINICAL_STATUS_ACTIVE = Code(CONDITION_CLINICAL, "active", "Active", "FHIR R4 condition-clinical")
+CLINICAL_STATUS_RESOLVED = Code(CONDITION_CLINICAL, "resolved", "Resolved", "FHIR R4 condition-clinical")
+VERIFICATION_STATUS_CONFIRMED = Code(CONDITION_VERIFICATION, "confirmed", "Confirmed", "FHIR R4 condition-ver-status")
+IDENTIFIER_TYPE_MRN = Code(V2_0203, "MR", "Medical record number", "HL7 v2 table 0203")
+IDENTIFIER_TYPE_ACCESSION = Code(V2_0203, "ACSN", "Accession ID", "HL7 v2 table 0203")
+ENDPOINT_DICOM_WADO_RS = Code(ENDPOINT_CONNECTION_TYPE, "dicom-wado-rs", "DICOM WADO-RS",
+                              "FHIR R4 endpoint-connection-type (interop.md §3.6)")
+DIABETES_MELLITUS = _sct("73211009", "Diabetes mellitus")
+RELATIONSHIP_FATHER = Code(V3_ROLE_CODE, "FTH", "father", "HL7 v3 RoleCode")
+RELATIONSHIP_MOTHER = Code(V3_ROLE_CODE, "MTH", "mother", "HL7 v3 RoleCode")
+RELATIONSHIP_BROTHER = Code(V3_ROLE_CODE, "BRO", "brother", "HL7 v3 RoleCode")
+RELATIONSHIP_SISTER = Code(V3_ROLE_CODE, "SIS", "sister", "HL7 v3 RoleCode")
+RELATIONSHIP_UNCLE = Code(V3_ROLE_CODE, "UNCLE", "uncle", "HL7 v3 RoleCode (second-degree)")
+RELATIONSHIP_AUNT = Code(V3_ROLE_CODE, "AUNT", "aunt", "HL7 v3 RoleCode (second-degree)")
+ICD_PERSONAL_HISTORY_OF_CANCER = _icd("Z85.9", "Personal history of malignant neoplasm, unspecified")
+ICD_SOLITARY_PULMONARY_NODULE = _icd("R91.1", "Solitary pulmonary nodule")
+MAXIMUM = _sct("56851009", "Maximum", "pydicom.sr.codedict (SCT); DICOM CID 7464 derivation")
+UCUM_MILLIMETER = Code(UCUM, UNIT_MM, "mm", "pydicom.sr.codedict (UCUM)")
+UCUM_CUBIC_MILLIMETER = Code(UCUM, UNIT_MM3, "cubic millimeter", "pydicom.sr.codedict (UCUM)")
+UCUM_NO_UNITS = Code(UCUM, UNIT_ONE, "no units", "pydicom.sr.codedict (UCUM)")
+URI_RFC3986 = "urn:ietf:rfc:3986"
+"""FHIR system for ImagingStudy.series.instance.sopClass (``urn:oid:<SOP Class UID>``)."""
+# Unit variants the generator writes at small rates to exercise conversion (risk/features/rules.py tables).
+UNIT_10_9_L = "10*9/L"
+UNIT_G_L = "g/L"
+UNIT_MG_DL = "mg/dL"
+UNIT_INCH = "[in_i]"
+UNIT_POUND = "[lb_av]"
+OBSERVER_TYPE_DEVICE = _dcm("121007", "Device")
+QUALITATIVE_EVALUATIONS = Code(UMLS, "C0034375", "Qualitative Evaluations",
+                               "DICOM PS3.16 TID 1500 row 12 (interop.md §5.1)")
 
 
 # --- Mechanical checks (used by tests and by ingestion to reject malformed codes) ---------------

@@ -55,7 +55,7 @@ def _pydicom_lookup(scheme: str, value: str) -> str | None:
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [(n, c) for n, c in ALL if c.verified.startswith("pydicom.sr.codedict") and c.system != codes.DCM
+    [(n, c) for n, c in ALL if (c.verified.startswith("pydicom.sr.codedict") and c.system != codes.DCM)
      or (c.system == codes.DCM and c.code.isdigit())],
 )
 def test_dicom_codes_exist_in_pydicom_dictionary(name: str, code: Code) -> None:

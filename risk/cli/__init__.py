@@ -14,6 +14,15 @@ COMMAND_MODULES = (
     "risk.cli.serve",
     "risk.cli.info",
     "risk.cli.db",
+    "risk.cli.calc",
+    "risk.cli.synth",
+    "risk.cli.imaging",
+    "risk.cli.load",
+    "risk.cli.features",
+    "risk.cli.train",
+    "risk.cli.recalibrate",
+    "risk.cli.population",
+    "risk.cli.cds",
 )
 
 EXIT_OK = 0

@@ -63,6 +63,10 @@ class RiskEstimate:
     learned: bool = False
     trained_on_synthetic_data: bool = False
     calibrator: str | None = None
+    subject: str | None = None
+    """What the probability is about when not the whole patient: the nodule's ``track_id`` (Brock)."""
+    imputed: tuple[str, ...] = ()
+    """Inputs that were missing and set to a documented default (e.g. education at the centring value)."""
 
     def __post_init__(self) -> None:
         require_text("model", self.model)
@@ -96,12 +100,19 @@ class NoduleCategory:
     category: str
     management: str
     due_date: date | None = None
+    tracking_uid: str | None = None
+    """The DICOM Tracking Unique Identifier of the nodule, when the SR gave one (for app links)."""
+    description: str | None = None
+    """The nodule in words: size, type, lobe, growth (e.g. "9.1 mm solid RUL, grew 30% in 12 months")."""
+    study_date: date | None = None
+    """Date of the study whose measurement the category is based on."""
 
     def __post_init__(self) -> None:
         require_text("track_id", self.track_id)
         require_text("guideline", self.guideline)
         require_text("category", self.category)
         require_date("due_date", self.due_date, optional=True)
+        require_date("study_date", self.study_date, optional=True)
 
 
 class RecommendationKind(StrEnum):
@@ -128,13 +139,28 @@ class Recommendation:
     due_date: date | None
     status: DueStatus
     track_id: str | None = None
+    window_start: date | None = None
+    """Earliest date the imaging is appropriate (an order before it is "too early")."""
+    overdue_after: date | None = None
+    """After this date the recommendation is overdue."""
+    optional: bool = False
+    """The guideline makes it optional (e.g. Fleischner "optional CT at 12 months")."""
+    last_done: date | None = None
+    """The date of the study the interval is counted from."""
 
     def __post_init__(self) -> None:
         require_text("text", self.text)
         require_text("basis", self.basis)
         require_date("due_date", self.due_date, optional=True)
+        require_date("window_start", self.window_start, optional=True)
+        require_date("overdue_after", self.overdue_after, optional=True)
+        require_date("last_done", self.last_done, optional=True)
         if (self.due_date is None) != (self.status is DueStatus.NO_DATE):
             raise ValueError('Argument "status" must be NO_DATE exactly when "due_date" is None.')
+        if self.window_start is not None and self.due_date is not None and self.window_start > self.due_date:
+            raise ValueError('Argument "window_start" must not be after "due_date".')
+        if self.overdue_after is not None and self.due_date is not None and self.overdue_after < self.due_date:
+            raise ValueError('Argument "overdue_after" must not be before "due_date".')
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +170,39 @@ class StaleData:
     what: str
     effective: date
     limit_days: int
+
+
+class RiskFlagKind(StrEnum):
+    HIGH = "high"
+    """A probability at or above the policy threshold."""
+    RISING = "rising"
+    """Evidence that risk is increasing (e.g. a nodule grew by the NELSON rule)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFlag:
+    """Why the assessment calls the patient's risk high or rising (the rule and the numbers)."""
+
+    kind: RiskFlagKind
+    reason: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, RiskFlagKind):
+            raise TypeError('Argument "kind" must be a RiskFlagKind.')
+        require_text("reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """Something that could not be checked, and why ("smoking history: FHIR server timed out")."""
+
+    what: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        require_text("what", self.what)
+        require_text("reason", self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +226,10 @@ class Assessment:
     abstentions: tuple[Abstention, ...]
     provenance: Provenance
     notes: tuple[IngestionNote, ...] = ()
+    risk_flags: tuple[RiskFlag, ...] = ()
+    data_gaps: tuple[DataGap, ...] = ()
+    last_ct_date: date | None = None
+    """Date of the most recent chest CT known (any source)."""
 
     def __post_init__(self) -> None:
         require_text("assessment_id", self.assessment_id)

@@ -85,6 +85,8 @@ class NoteCode(StrEnum):
     UPSTREAM_REJECTED = "upstream-rejected"
     DEADLINE_EXCEEDED = "deadline-exceeded"
     UNSUPPORTED = "unsupported"
+    CODE_NORMALISED = "code-normalised"
+    """A legacy or alternative code was mapped to the current one (e.g. SNOMED-RT SRT → SCT in DICOM SRs)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from risk.config import StoreSettings
-from risk.store import Database, open_database
+from risk.store import (
+    Database,
+    open_database,
+    tables,  # noqa: F401
+)
 from risk.store.audit import recent_audit, record_audit
 from risk.store.base import Base
-from risk.store import tables  # noqa: F401
 
 
 def _exercise(db: Database) -> None:
