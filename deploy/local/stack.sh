@@ -95,7 +95,7 @@ start() {
     as)
       (cd "$HERE" && AS_PORT=$AS_PORT FHIR_BASE=$FHIR_URL KEY_DIR="$STATE/keys" STANDALONE_PATIENT=${STACK_STANDALONE_PATIENT:-} \
         STANDALONE_PRACTITIONER=${STACK_STANDALONE_PRACTITIONER:-coordinator-1} \
-        APP_REDIRECT_URIS=${STACK_APP_REDIRECT_URIS:-"http://127.0.0.1:18700/app/callback http://localhost:18700/app/callback"} \
+        APP_REDIRECT_URIS=${STACK_APP_REDIRECT_URIS:-"http://127.0.0.1:18700/app/callback http://localhost:18700/app/callback http://127.0.0.1:18700/worklist/callback http://localhost:18700/worklist/callback"} \
         exec setsid "$NODE" smart-as.mjs </dev/null >"$log" 2>&1) &
       ;;
   esac

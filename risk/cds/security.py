@@ -219,6 +219,16 @@ class ReplayCache:
                 if not future.done():
                     future.set_result(key in fresh)
 
+    def close(self) -> None:
+        """Store what a write-behind cache has not written yet (at shutdown: a restart must not reopen ids)."""
+        if self._db is None or not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            self._remember([(k, e) for k, e, _ in pending])
+        except Exception as exc:
+            log.error("JWT replay cache: %d ids not stored at shutdown (%s)", len(pending), type(exc).__name__)
+
     def _remember(self, rows: list[tuple[str, float]]) -> set[str]:
         assert self._db is not None
         with self._db.engine.begin() as connection:

@@ -114,6 +114,7 @@ class CdsService:
                         "(settings.cds.open_mode). Local demos only.")
 
     def stop(self) -> None:
+        self.auth.replay.close()
         self.ledger.close()
         self.pool.close()
 
