@@ -7,9 +7,9 @@ patient overview, the nodule timeline, the explanation and the actions (write-ba
 draft follow-up ServiceRequest). The app renders :class:`risk.domain.Assessment`; it never recomputes
 clinical logic.
 
-Modules: :mod:`smart_app.pkce`, :mod:`smart_app.scopes`, :mod:`smart_app.identity` (pure helpers);
-:mod:`smart_app.discovery` and :mod:`smart_app.launch` (the OAuth 2 flow); :mod:`smart_app.store`
-(server-side sessions); :mod:`smart_app.security` (CSP, cookies, CSRF); :mod:`smart_app.fhir` (the app's
+The SMART client (discovery, PKCE, the OAuth 2 flow, id_token, ``fhirUser``, scopes, page security) lives in
+:mod:`risk.smart`, shared with the coordinator sign-in; this package is the app: :mod:`smart_app.store`
+(server-side sessions); :mod:`smart_app.fhir` (the app's
 FHIR access); :mod:`smart_app.assessing` (snapshot → assessment seam); :mod:`smart_app.views` and
 :mod:`smart_app.charts` (what the pages show); :mod:`smart_app.routes` (the HTTP surface).
 """

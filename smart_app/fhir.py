@@ -1,7 +1,7 @@
 """The app's own FHIR access on the launch's token, through fhirclient (the project's SMART client).
 
 fhirclient's ``FHIRServer`` does the HTTP; this module gives it our bearer token (fhirclient's own auth has
-no PKCE, so :mod:`smart_app.launch` owns the OAuth flow), an explicit per-call timeout and retries on
+no PKCE, so :mod:`risk.smart.launch` owns the OAuth flow), an explicit per-call timeout and retries on
 transient statuses for reads, and maps every failure to the project's own exceptions: an expired or
 rejected token → :class:`TokenRejected`, a permission error → :class:`PermissionDenied`, an outage →
 :class:`risk.errors.UpstreamUnavailable`, any other refusal → :class:`risk.errors.UpstreamRejected`.

@@ -39,15 +39,10 @@ from risk import __version__
 from risk.config import Settings
 from risk.deadline import Deadline
 from risk.errors import NotFound, RiskServiceError, UpstreamRejected, UpstreamUnavailable
-from risk.store.audit import record_audit
-from smart_app import views
-from smart_app.assessing import AssessedPatient, AssessmentCache, Assessor, AssessRequest, PipelineAssessor
-from smart_app.discovery import Discovery
-from smart_app.errors import AppError, ErrorCode
-from smart_app.fhir import PatientHeader, PermissionDenied, SmartFhirClient, TokenRejected
-from smart_app.identity import parse_fhir_user
-from smart_app.imaging import KeyImageMarker, marker_for
-from smart_app.launch import (
+from risk.smart.discovery import Discovery
+from risk.smart.errors import AppError, ErrorCode
+from risk.smart.identity import parse_fhir_user
+from risk.smart.launch import (
     OAuthClient,
     TokenResponse,
     authorize_url,
@@ -55,9 +50,14 @@ from smart_app.launch import (
     parse_app_context,
     verify_id_token,
 )
-from smart_app.pkce import new_pkce, new_state, states_match
-from smart_app.scopes import ScopeSet, ehr_scopes, standalone_scopes
-from smart_app.security import CSRF_FIELD, CookiePolicy, csrf_valid, same_origin, security_headers
+from risk.smart.page_security import CSRF_FIELD, CookiePolicy, csrf_valid, same_origin, security_headers
+from risk.smart.pkce import new_pkce, new_state, states_match
+from risk.smart.scopes import ScopeSet, ehr_scopes, standalone_scopes
+from risk.store.audit import record_audit
+from smart_app import views
+from smart_app.assessing import AssessedPatient, AssessmentCache, Assessor, AssessRequest, PipelineAssessor
+from smart_app.fhir import PatientHeader, PermissionDenied, SmartFhirClient, TokenRejected
+from smart_app.imaging import KeyImageMarker, marker_for
 from smart_app.store import LaunchMode, SessionPhase, SessionStore, SmartSession, TokenCipher
 from smart_app.writeback import ORDERABLE, draft_service_request, risk_assessment_resources
 

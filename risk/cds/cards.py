@@ -29,7 +29,7 @@ draft order) with ``selectionBehavior``. Warning and critical cards carry ``over
 display). Every card has a ``smart`` link to the app's launch URL whose ``appContext`` is a JSON string
 ``{"assessmentId": <id>, "patient": <id>, "view": overview|timeline|explanation|actions, "trackId": <track>,
 "trackingUid": <DICOM tracking UID>}`` (track keys when the card is about a nodule; read by
-smart_app.launch.parse_app_context). Card and suggestion ``uuid``s are fresh UUID4s, persisted for feedback.
+risk.smart.launch.parse_app_context). Card and suggestion ``uuid``s are fresh UUID4s, persisted for feedback.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ class DemoEhr:
             origins = ["'self'"]
             if self.fhir_base is not None:
                 try:
-                    from smart_app.discovery import Discovery
+                    from risk.smart.discovery import Discovery
 
                     discovery = Discovery(timeout_s=self.settings.smart.http_timeout_s, retries=0)
                     try:

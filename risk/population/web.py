@@ -104,7 +104,7 @@ class Pages:
         return self.render(request, "worklist/error.html", status_code=status, title=title, detail=detail, who=who)
 
     def check_post(self, request: Request, who: Coordinator, token: str | None) -> None:
-        from smart_app.security import csrf_valid, same_origin
+        from risk.smart.page_security import csrf_valid, same_origin
 
         if not same_origin(request.headers.get("origin"), self.public_base) or not csrf_valid(who.csrf_token, token):
             raise InvalidInput("csrf_token", "the form is stale or came from another site; reload the page")
@@ -112,14 +112,14 @@ class Pages:
     # --- SMART sign-in (smart_app's helpers) ----------------------------------------------------------------
     def discovery(self) -> Any:
         if self._discovery is None:
-            from smart_app.discovery import Discovery
+            from risk.smart.discovery import Discovery
 
             self._discovery = Discovery(timeout_s=self.settings.smart.http_timeout_s)
         return self._discovery
 
     def oauth(self) -> Any:
         if self._oauth is None:
-            from smart_app.launch import OAuthClient
+            from risk.smart.launch import OAuthClient
 
             self._oauth = OAuthClient(timeout_s=self.settings.smart.http_timeout_s)
         return self._oauth
@@ -184,8 +184,8 @@ def create_pages(settings: Settings, parent: FastAPI) -> FastAPI:
     # --- sign-in ------------------------------------------------------------------------------------------------
     @app.get("/login", name="worklist_login")
     def login(request: Request, login_hint: str | None = None) -> Response:
-        from smart_app.launch import authorize_url
-        from smart_app.pkce import new_pkce, new_state
+        from risk.smart.launch import authorize_url
+        from risk.smart.pkce import new_pkce, new_state
 
         iss = settings.smart.standalone_iss or (str(settings.fhir.base_url) if settings.fhir.base_url else None)
         if not iss:
@@ -213,8 +213,8 @@ def create_pages(settings: Settings, parent: FastAPI) -> FastAPI:
     @app.get("/callback", name="worklist_callback")
     def callback(request: Request, code: str | None = None, state: str | None = None, error: str | None = None
                  ) -> Response:
-        from smart_app.launch import clean_text, verify_id_token
-        from smart_app.pkce import states_match
+        from risk.smart.launch import clean_text, verify_id_token
+        from risk.smart.pkce import states_match
 
         cookie = request.cookies.get(pages.cookie)
         pending = pages.sessions.pending(cookie)
@@ -237,7 +237,7 @@ def create_pages(settings: Settings, parent: FastAPI) -> FastAPI:
             if tokens.id_token and pending.jwks_uri:
                 claims = verify_id_token(tokens.id_token, jwks_uri=pending.jwks_uri, issuer=pending.auth_issuer,
                                          client_id=settings.smart.client_id, timeout_s=settings.smart.http_timeout_s)
-                from smart_app.identity import parse_fhir_user
+                from risk.smart.identity import parse_fhir_user
 
                 raw = claims.get("fhirUser")
                 user = parse_fhir_user(raw).reference if isinstance(raw, str) else None

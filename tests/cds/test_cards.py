@@ -62,7 +62,7 @@ def test_gaps_are_listed_in_cards() -> None:
 
 
 def test_app_context_is_read_by_the_smart_app() -> None:
-    from smart_app.launch import parse_app_context
+    from risk.smart.launch import parse_app_context
 
     seen = AS_OF - timedelta(days=150)
     s = snapshot(studies=(study("1.2", seen),),

@@ -20,11 +20,11 @@ from risk.assess import assess
 from risk.deadline import Deadline
 from risk.domain import Assessment, PatientSnapshot
 from risk.loading.backend_auth import BackendServicesAuth, read_private_jwks
+from risk.smart.pkce import new_pkce
 from risk.snapshots import build_snapshot, pacs_imaging
 from risk.sources.dicomweb import open_dicom_source
 from risk.sources.fhir_rest import RestFhirSource
 from risk.store.db import Database
-from smart_app.pkce import new_pkce
 from smart_app.store import SessionPhase, SmartSessionRow, hash_cookie
 from smart_app.writeback import orderable_recommendation
 from tests.conftest import Stack

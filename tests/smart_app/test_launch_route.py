@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from risk.app import create_app
 from risk.config import load_settings
-from smart_app.pkce import s256_challenge
+from risk.smart.pkce import s256_challenge
 from smart_app.store import SessionPhase
 from tests.smart_app.builders import smart_of
 

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from smart_app.discovery import SmartConfiguration
-from smart_app.errors import AppError, ErrorCode
-from smart_app.launch import TokenResponse, authorize_url, parse_app_context
+from risk.smart.discovery import SmartConfiguration
+from risk.smart.errors import AppError, ErrorCode
+from risk.smart.launch import TokenResponse, authorize_url, parse_app_context
 
 DISCOVERY = {
     "issuer": "http://127.0.0.1:18445", "jwks_uri": "http://127.0.0.1:18445/jwks",

@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 import httpx
 import jwt
 
-from smart_app.discovery import SmartConfiguration
-from smart_app.errors import AppError, ErrorCode
-from smart_app.pkce import CODE_CHALLENGE_METHOD
+from risk.smart.discovery import SmartConfiguration
+from risk.smart.errors import AppError, ErrorCode
+from risk.smart.pkce import CODE_CHALLENGE_METHOD
 
 DEFAULT_EXPIRES_IN_S = 300
 """Assumed lifetime when a token response omits ``expires_in`` (RECOMMENDED, not REQUIRED): be conservative."""

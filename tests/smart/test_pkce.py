@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smart_app.pkce import (
+from risk.smart.pkce import (
     MIN_STATE_BITS,
     PkcePair,
     new_pkce,

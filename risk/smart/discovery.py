@@ -2,7 +2,7 @@
 
 The document SHALL be JSON regardless of ``Accept`` and its URLs SHALL be absolute;
 ``code_challenge_methods_supported`` SHALL include ``S256``. A configuration that breaks these is refused
-(:class:`~smart_app.errors.AppError` ``DISCOVERY_FAILED``) rather than guessed around. Answers are cached
+(:class:`~risk.smart.errors.AppError` ``DISCOVERY_FAILED``) rather than guessed around. Answers are cached
 per issuer for ``cache_s`` seconds.
 """
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from smart_app.errors import AppError, ErrorCode
+from risk.smart.errors import AppError, ErrorCode
 
 WELL_KNOWN = "/.well-known/smart-configuration"
 RETRIABLE_STATUS = (408, 429, 502, 503, 504)

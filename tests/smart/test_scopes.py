@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smart_app.scopes import Interaction, ScopeContext, ScopeSet, ehr_scopes, parse_scope, standalone_scopes
+from risk.smart.scopes import Interaction, ScopeContext, ScopeSet, ehr_scopes, parse_scope, standalone_scopes
 
 
 @pytest.mark.parametrize(("scope", "perms", "v1"), [

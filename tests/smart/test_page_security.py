@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smart_app.security import CookiePolicy, content_security_policy, csrf_valid, same_origin, security_headers
+from risk.smart.page_security import CookiePolicy, content_security_policy, csrf_valid, same_origin, security_headers
 
 
 def test_csp_is_strict_and_frame_ancestors_configurable() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smart_app.identity import parse_fhir_user
+from risk.smart.identity import parse_fhir_user
 
 
 @pytest.mark.parametrize(("claim", "ref", "base"), [
