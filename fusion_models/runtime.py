@@ -278,6 +278,10 @@ class ArtifactPredictor:
     def predict_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Batch scoring of a feature table: columns ``probability`` (null when abstaining) and
         ``abstain_reason`` (vectorised checks: required inputs, training ranges, unseen levels)."""
+        # A table concatenated from many small parts (partitions, per-patient rows) holds thousands of chunks, and
+        # every expression below then pays per chunk (50k rows in 5,000 chunks: 0.12 s per column instead of
+        # 0.1 ms). One contiguous copy first; a no-op for a table that already is one chunk.
+        frame = frame.rechunk()
         reasons = abstain_reasons_frame(self.schema, self.task_model.ranges, frame)
         p = self.task_model.predict_matrix(self.schema.encode_frame(frame))
         return pl.DataFrame({"probability": p, "abstain_reason": reasons}).with_columns(

@@ -95,13 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _mount_features(app: FastAPI, settings: Settings) -> None:
-    """Each feature adds its routes here, in one place."""
+    """Each feature adds its routes here, in one place. CDS Hooks comes first: it is the hot path (a hospital's
+    chart opens), and Starlette tries routes in order, so every route ahead of it costs each hook call."""
+    from risk.cds import mount as mount_cds  # CDS Hooks 2.0 under /cds-services
+    mount_cds(app, settings)
     from risk.api.calculators import router as calculators_router  # POST /api/calculators/{MODEL}
     app.include_router(calculators_router)
     from smart_app.routes import mount as mount_smart_app  # the SMART-on-FHIR app under /app
     mount_smart_app(app, settings)
-    from risk.cds import mount as mount_cds  # CDS Hooks 2.0 under /cds-services
-    mount_cds(app, settings)
     from risk.population.web import mount as mount_worklist  # coordinator pages under /worklist
     mount_worklist(app, settings)
     from risk.demo import mount as mount_demo  # landing page at / and the simulated EHR (demo environment only)
