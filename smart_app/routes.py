@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from risk import __version__
 from risk.config import Settings
 from risk.deadline import Deadline
+from risk.domain.assessment import model_label
 from risk.errors import NotFound, RiskServiceError, UpstreamRejected, UpstreamUnavailable
 from risk.smart.discovery import Discovery
 from risk.smart.errors import AppError, ErrorCode
@@ -119,6 +120,7 @@ class SmartApp:
         self._dicom_source = dicom_source
         self.cache = AssessmentCache(ttl_s=300.0)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["model_label"] = model_label
         self.templates.env.globals.update(fmt_mm=views.format_mm, fmt_mm3=views.format_mm3, fmt_pct=views.format_pct)
         self._markers: dict[tuple[str, int], KeyImageMarker | None] = {}
         self._store: SessionStore | None = None

@@ -30,6 +30,7 @@ from risk.domain import (
     SourceState,
     SourceStatus,
 )
+from risk.domain.assessment import model_label
 from risk.domain.smoking import SmokingStatus
 from risk.guidelines.growth import GrowthCategory, GrowthResult
 from smart_app.charts import Bar, Point, contribution_bars_svg, time_series_svg
@@ -435,7 +436,7 @@ def missing_data(snapshot: PatientSnapshot, assessment: Assessment) -> tuple[str
         out.append(f"{g.what}: {g.reason}")
     for r in assessment.risks:
         if r.imputed:
-            out.append(f"{r.model} used documented defaults for: {', '.join(r.imputed)}")
+            out.append(f"{model_label(r.model)} used documented defaults for: {', '.join(r.imputed)}")
     for e in assessment.eligibility:
         for m in e.missing_inputs:
             text = f"{m} (needed for {PROGRAM_LABELS.get(e.program, str(e.program))} eligibility)"
@@ -498,7 +499,7 @@ def explanation_view(snapshot: PatientSnapshot, assessment: Assessment) -> Expla
         about = f" for {subject}" if subject else ""
         contribs.append(ContributionView(
             model=r.model, subject=subject, model_version=r.model_version, probability_text=format_pct(r.probability),
-            chart=contribution_bars_svg(bars, title=f"What drove the {r.model} estimate{about}",
+            chart=contribution_bars_svg(bars, title=f"What drove the {model_label(r.model)} estimate{about}",
                                         chart_id=f"contrib-{i}"),
             rows=tuple((humanize(c.feature), c.contribution, c.description) for c in ordered)))
     studies = tuple(StudyRow(s.study_instance_uid, s.modality, s.started, s.description)

@@ -55,6 +55,7 @@ from risk.domain.assessment import (
     RecommendationKind,
     RiskEstimate,
     RiskFlagKind,
+    model_label,
 )
 from risk.domain.provenance import SourceKind
 from risk.domain.smoking import SmokingStatus
@@ -216,7 +217,7 @@ class _Renderer:
         for r in self.a.risks:
             if r.subject is None:
                 horizon = f"{r.horizon_years:g}-year " if r.horizon_years else ""
-                label = f"{r.model} {horizon}risk"
+                label = f"{model_label(r.model)} {horizon}risk"
                 value = _pct(r.probability) + (f" ({_pct(r.interval[0])}–{_pct(r.interval[1])})" if r.interval else "")
                 if r.trained_on_synthetic_data:
                     value += " — trained on synthetic data"
@@ -238,7 +239,7 @@ class _Renderer:
             parts.append("**Stale data:** " + "; ".join(
                 f"{st.what} from {st.effective.isoformat()} (older than {st.limit_days} days)"
                 for st in self.a.provenance.stale))
-        imputed = [f"{r.model}: {', '.join(r.imputed)}" for r in self.a.risks if r.imputed]
+        imputed = [f"{model_label(r.model)}: {', '.join(r.imputed)}" for r in self.a.risks if r.imputed]
         if imputed:
             parts.append("**Defaults used for missing inputs:** " + "; ".join(imputed))
         models = ", ".join(f"{m} {v}" for m, v in self.a.provenance.model_versions)
@@ -445,7 +446,7 @@ def _risk_card(r: _Renderer, *, has_nodule_card: bool, has_screening_card: bool)
     lead = high[0] if high else flags[0]
     if headline is not None and lead.model == headline.model and headline.subject is None:
         horizon = f"{headline.horizon_years:g}-year " if headline.horizon_years else ""
-        text = f"High lung cancer risk: {headline.model} {horizon}risk {_pct(headline.probability)}"
+        text = f"High lung cancer risk: {model_label(headline.model)} {horizon}risk {_pct(headline.probability)}"
     elif lead.kind is RiskFlagKind.RISING:
         text = f"Rising lung cancer risk: {lead.reason}"
     else:
@@ -489,7 +490,8 @@ def system_actions(assessment: Assessment) -> list[dict[str, Any]]:
     headline = _headline(assessment)
     if headline is None:
         return []
-    return [{"type": "create", "description": f"Record the {headline.model} lung cancer risk as a RiskAssessment",
+    description = f"Record the {model_label(headline.model)} lung cancer risk as a RiskAssessment"
+    return [{"type": "create", "description": description,
              "resource": risk_assessment_json(assessment, headline)}]
 
 

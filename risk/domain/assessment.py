@@ -48,6 +48,27 @@ class Contribution:
         require_text("description", self.description)
 
 
+MODEL_LABELS: dict[str, str] = {
+    "plcom2012": "PLCOm2012",
+    "plcom2012-norace": "PLCOm2012noRace",
+    "brock": "Brock (PanCan 2b)",
+    "mayo": "Mayo",
+    "va": "VA",
+    "lungrads": "Lung-RADS",
+    "fleischner": "Fleischner",
+    "eligibility": "Screening eligibility",
+    "fusion-patient": "Fusion model (patient)",
+    "fusion-nodule": "Fusion model (nodule)",
+}
+"""How people name each model: ``RiskEstimate.model`` and ``Abstention.model`` are identifiers (logic and audit
+use them); pages and cards show these labels."""
+
+
+def model_label(model: str) -> str:
+    """The name a clinician knows a model by (the identifier itself for one not listed)."""
+    return MODEL_LABELS.get(model, model)
+
+
 @dataclass(frozen=True, slots=True)
 class RiskEstimate:
     """A probability from a published or learned model, with what produced it."""

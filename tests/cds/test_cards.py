@@ -35,7 +35,7 @@ def test_high_risk_outside_screening_criteria() -> None:
                               conditions=(ConditionKind.COPD,), family_history=True))
     assert card["source"]["topic"]["code"] == codes.CARD_HIGH_RISK.code
     assert card["indicator"] == "warning"
-    assert "screening criteria not met" in card["summary"] and "plcom2012" in card["summary"]
+    assert "screening criteria not met" in card["summary"] and "PLCOm2012" in card["summary"]
     assert "age 48 outside 50-80" in card["detail"]
 
 

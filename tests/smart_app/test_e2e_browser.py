@@ -19,6 +19,7 @@ from sqlalchemy import update
 from risk.assess import assess
 from risk.deadline import Deadline
 from risk.domain import Assessment, PatientSnapshot
+from risk.domain.assessment import model_label
 from risk.loading.backend_auth import BackendServicesAuth, read_private_jwks
 from risk.smart.pkce import new_pkce
 from risk.snapshots import build_snapshot, pacs_imaging
@@ -246,7 +247,7 @@ def test_ehr_launch_shows_the_assessment_of_the_synthetic_patient(page: Any, sta
     drivers = frame.locator('[data-testid="drivers"]').inner_text()
     for r in want.risks:
         if r.contributions:
-            assert r.model in drivers
+            assert model_label(r.model) in drivers
     assert frame.locator('[data-testid="sources"] a[href^="/app/source/"]').count() >= 1
     screenshot(page.locator("#app"), "03-explanation-in-ehr-iframe-1024x768")
 
