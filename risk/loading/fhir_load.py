@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import httpx
 
 from risk.errors import UpstreamRejected, UpstreamUnavailable
 from risk.loading.report import ChannelReport, FileFailure
+from risk.sources.retry_after import retry_after_s
 
 MAX_TRANSACTION_ENTRIES = 50
 """Medplum fhir-router ``maxUpdates``: update (PUT) entries allowed in one transaction."""
@@ -94,7 +94,7 @@ class FhirTransactionClient:
                         refreshed = True
                         continue
                 status = response.status_code
-                retry_after = _retry_after_s(response.headers.get("retry-after"))
+                retry_after = retry_after_s(response.headers.get("retry-after"))
                 text = _outcome_text(response)
                 if status in RETRIABLE_STATUS or status >= 500:
                     error = UpstreamUnavailable(SYSTEM, f"HTTP {status}: {text}", status_code=status)
@@ -263,19 +263,6 @@ def _applied_entries(response: httpx.Response) -> int:
     if failed:
         raise UpstreamRejected(SYSTEM, f"{len(failed)} of {len(entries)} entries failed ({failed[0]})")
     return len(entries)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _outcome_text(response: httpx.Response) -> str:

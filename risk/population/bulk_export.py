@@ -28,7 +28,6 @@ become :class:`UpstreamUnavailable`).
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import shutil
@@ -44,6 +43,7 @@ import httpx
 import orjson
 
 from risk.errors import InvalidInput, UpstreamRejected, UpstreamUnavailable
+from risk.sources.retry_after import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +255,12 @@ class BulkExportClient:
                 progress = response.headers.get("x-progress")
                 if progress and self._progress is not None:
                     self._progress(progress[:100])
-                wait_s = _retry_after_s(response.headers.get("retry-after"))
+                wait_s = retry_after_s(response.headers.get("retry-after"))
                 if wait_s is None:
                     wait_s = delay
                     delay = min(delay * 2, self.poll_max_s)
             elif status in _RETRY_STATUS or _transient(response):
-                wait_s = _retry_after_s(response.headers.get("retry-after")) or delay
+                wait_s = retry_after_s(response.headers.get("retry-after")) or delay
                 delay = min(delay * 2, self.poll_max_s)
                 log.warning("bulk export status HTTP %s (transient); retrying in %.1f s", status, wait_s)
             else:
@@ -359,7 +359,7 @@ class BulkExportClient:
                 if attempt >= self.retries:
                     raise UpstreamUnavailable(SYSTEM, f"{what}: HTTP {response.status_code} after {attempt + 1} "
                                               f"attempts{_outcome_text(response)}", status_code=response.status_code)
-                wait_s = _retry_after_s(response.headers.get("retry-after"))
+                wait_s = retry_after_s(response.headers.get("retry-after"))
                 wait_s = min(self.poll_max_s, wait_s if wait_s is not None else delay)
                 log.warning("%s: HTTP %s, retry %d/%d in %.1f s", what, response.status_code, attempt + 1,
                             self.retries, wait_s)
@@ -395,7 +395,7 @@ class BulkExportClient:
                     if status not in _RETRY_STATUS or attempt >= self.retries:
                         raise UpstreamRejected(SYSTEM, f"download of {url}: HTTP {status}{_outcome_text(response)}",
                                                status_code=status)
-                    wait_s = _retry_after_s(response.headers.get("retry-after")) or delay
+                    wait_s = retry_after_s(response.headers.get("retry-after")) or delay
             except httpx.HTTPError as exc:
                 partial.unlink(missing_ok=True)
                 if attempt >= self.retries:
@@ -411,22 +411,6 @@ def _origin(url: str) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None when absent or bad."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _json(response: httpx.Response) -> Any:

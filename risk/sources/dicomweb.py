@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -46,6 +45,7 @@ from pydicom.uid import RE_VALID_UID, UID
 from risk.config import DicomwebSettings
 from risk.deadline import Deadline
 from risk.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+from risk.sources.retry_after import retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class DicomwebSource:
             except requests.HTTPError as exc:
                 response = exc.response
                 status = response.status_code if response is not None else None
-                retry_after = _retry_after_s(response)
+                retry_after = retry_after_s(response.headers.get("Retry-After") if response is not None else None)
                 error: Exception = _http_error(self.system, operation, status, response)
                 cause: BaseException = exc
             except requests.Timeout as exc:
@@ -403,20 +403,6 @@ def _http_error(system: str, operation: str, status: int | None, response: Any) 
     if status in (401, 403):
         return UpstreamRejected(system, f"{message}: check the PACS credentials", status_code=status)
     return UpstreamRejected(system, message, status_code=status)
-
-
-def _retry_after_s(response: Any) -> float | None:
-    value = response.headers.get("Retry-After") if response is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,11 +21,9 @@ Services token refresh, a later issue); it is read before every request.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -37,6 +35,7 @@ from risk.deadline import Deadline
 from risk.domain.provenance import IngestionNote, NoteCode, NoteSeverity
 from risk.errors import UpstreamRejected, UpstreamUnavailable
 from risk.sources.fhir import Resource, SearchResult, bundle_resources, next_link
+from risk.sources.retry_after import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +202,7 @@ class RestFhirSource:
                         raise UpstreamUnavailable(self.name, detail, status_code=status)
                     raise UpstreamRejected(self.name, detail, status_code=status)
                 problem = f"HTTP {status} for GET {url}"
-                retry_after = _retry_after_s(response.headers.get("Retry-After"))
+                retry_after = retry_after_s(response.headers.get("Retry-After"))
             if attempt >= self.retries:
                 raise UpstreamUnavailable(self.name, f"{problem} (gave up after {attempt + 1} attempts)")
             wait = retry_after if retry_after is not None else self.backoff_s * (2 ** attempt)
@@ -249,23 +248,6 @@ def _match_count(bundle: Mapping[str, Any]) -> int:
             if mode in (None, "match"):
                 n += 1
     return n
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _outcome_text(response: httpx.Response) -> str:
