@@ -44,32 +44,11 @@ def _rss_mib() -> float:
 
 def child_reference(ndjson: Path) -> dict[str, object]:
     """performance.md §4 pipe_polars.py, mode lines_json_decode, verbatim in substance."""
-    import polars as pl
+    from reference_pipeline import observation_files, observations_long_and_wide
 
-    files = sorted(str(p) for p in ndjson.glob("Observation*.ndjson"))
+    files = observation_files(ndjson)
     t0 = time.perf_counter()
-    schema: dict[str, pl.DataType] = {"subject": pl.Struct({"reference": pl.String}),
-                                      "code": pl.Struct({"coding": pl.List(pl.Struct({"code": pl.String}))}),
-                                      "effectiveDateTime": pl.String(),
-                                      "valueQuantity": pl.Struct({"value": pl.Float64})}
-
-    def tidy(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.select(pid=pl.col("subject").struct.field("reference").str.slice(8),
-                         code=pl.col("code").struct.field("coding").list.first().struct.field("code"),
-                         t=pl.col("effectiveDateTime"), v=pl.col("valueQuantity").struct.field("value"))
-
-    def agg(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.group_by("pid", "code").agg(last=pl.col("v").sort_by("t").last(), mean=pl.col("v").mean(),
-                                              max=pl.col("v").max(), n=pl.len().cast(pl.Float64))
-
-    def lines(f: str) -> pl.LazyFrame:
-        return pl.scan_csv(f, has_header=False, separator="\x01", quote_char=None, schema={"l": pl.String})
-
-    def dec(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.select(pl.col("l").str.json_decode(pl.Struct(schema)).alias("s")).unnest("s")
-
-    long = agg(pl.concat([tidy(dec(lines(f))) for f in files])).collect()
-    wide = long.pivot(on="code", index="pid", values=["last", "mean", "max", "n"]).sort("pid")
+    long, wide = observations_long_and_wide(files)
     return {"wall_s": time.perf_counter() - t0, "rows": wide.height, "columns": wide.width, "long_rows": long.height,
             "files": len(files), "maxrss_mib": _rss_mib()}
 
@@ -78,6 +57,7 @@ def child_reference_all(ndjson: Path) -> dict[str, object]:
     """The reference on the Observations plus the same idiom (lines + json_decode of the fields the feature table
     reads, one trivial per-patient count so nothing is optimised away) on every other file the table reads."""
     import polars as pl
+    from reference_pipeline import decode, lines
 
     from risk.features.bulk import CONDITION_DTYPE, FAMILY_DTYPE, IMAGING_DTYPE, PATIENT_DTYPE
 
@@ -90,8 +70,7 @@ def child_reference_all(ndjson: Path) -> dict[str, object]:
         files = sorted(str(p) for p in ndjson.glob(f"{rtype}*.ndjson"))
         field = subject[rtype]
         key = pl.col("id") if field is None else pl.col(field).struct.field("reference")
-        frames = [pl.scan_csv(f, has_header=False, separator="\x01", quote_char=None, schema={"l": pl.String})
-                  .select(pl.col("l").str.json_decode(dtype).alias("s")).unnest("s") for f in files]
+        frames = [decode(lines(f), dtype) for f in files]
         if frames:
             pl.concat(frames).group_by(key.alias("k")).agg(pl.len(), *(pl.col(c).is_not_null().sum()
                                                                         for c in dtype.to_schema())).collect()

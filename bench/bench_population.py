@@ -75,30 +75,10 @@ def train_reference_model(path: Path) -> None:
 def child_reference(ndjson: Path, work: Path) -> dict[str, object]:
     import numpy as np
     import polars as pl
+    from reference_pipeline import observation_files, observations_long_and_wide
 
-    files = sorted(str(p) for p in ndjson.glob("Observation*.ndjson"))
     t0 = time.perf_counter()
-    schema: dict[str, Any] = {"subject": pl.Struct({"reference": pl.String}),
-              "code": pl.Struct({"coding": pl.List(pl.Struct({"code": pl.String}))}),
-              "effectiveDateTime": pl.String, "valueQuantity": pl.Struct({"value": pl.Float64})}
-
-    def tidy(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.select(pid=pl.col("subject").struct.field("reference").str.slice(8),
-                         code=pl.col("code").struct.field("coding").list.first().struct.field("code"),
-                         t=pl.col("effectiveDateTime"), v=pl.col("valueQuantity").struct.field("value"))
-
-    def agg(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.group_by("pid", "code").agg(last=pl.col("v").sort_by("t").last(), mean=pl.col("v").mean(),
-                                              max=pl.col("v").max(), n=pl.len().cast(pl.Float64))
-
-    def lines(f: str) -> pl.LazyFrame:
-        return pl.scan_csv(f, has_header=False, separator="\x01", quote_char=None, schema={"l": pl.String})
-
-    def dec(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return lf.select(pl.col("l").str.json_decode(pl.Struct(schema)).alias("s")).unnest("s")
-
-    long = agg(pl.concat([tidy(dec(lines(f))) for f in files])).collect()
-    wide = long.pivot(on="code", index="pid", values=["last", "mean", "max", "n"]).sort("pid")
+    _long, wide = observations_long_and_wide(observation_files(ndjson))
     t_wide = time.perf_counter() - t0
     import xgboost as xgb
 
@@ -118,6 +98,7 @@ def child_reference_all(ndjson: Path, work: Path) -> dict[str, object]:
     """The reference, then the same decode idiom on every other resource type the population job reads, with
     the job's own decode types (risk.features.bulk, risk.population.frames)."""
     import polars as pl
+    from reference_pipeline import decode, lines
 
     from risk.features.bulk import CONDITION_DTYPE, FAMILY_DTYPE
     from risk.population.frames import ORDER_DTYPE, PATIENT_EXTRA_DTYPE, STUDY_DTYPE
@@ -130,9 +111,7 @@ def child_reference_all(ndjson: Path, work: Path) -> dict[str, object]:
     for rtype, (dtype, field) in keys.items():
         key = pl.col("id") if field is None else pl.col(field).struct.field("reference")
         for f in sorted(str(p) for p in ndjson.glob(f"{rtype}*.ndjson")):  # one file at a time, as the job does
-            (pl.scan_csv(f, has_header=False, separator="\x01", quote_char=None, schema={"l": pl.String})
-             .select(pl.col("l").str.json_decode(dtype).alias("s")).unnest("s")
-             .group_by(key.alias("k")).agg(pl.len()).collect())
+            decode(lines(f), dtype).group_by(key.alias("k")).agg(pl.len()).collect()
     out["wall_s"] = time.perf_counter() - t0
     out["maxrss_mib"] = _rss_mib()
     return out
