@@ -12,6 +12,7 @@ Patient ids are stored as ids only (``Patient/123``); no names, no tokens.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -206,23 +207,28 @@ def replay_key(iss: str, jti: str) -> str:
 
 
 def remember_jtis(connection: Connection, rows: Sequence[tuple[str, datetime]]) -> set[str]:
-    """Record many JWT ids in one statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING key``, SQLite ≥ 3.35 and
-    PostgreSQL); returns the keys that were new. A key already stored (by any process) is a replay."""
+    """Record many JWT ids in one round trip (``INSERT ... ON CONFLICT DO NOTHING RETURNING key``, SQLite ≥ 3.35 and
+    PostgreSQL); returns the keys that were new. A key already stored (by any process) is a replay.
+
+    The statement is built once per dialect and the rows go as parameters (SQLAlchemy's "insertmanyvalues"): a
+    multi-VALUES statement built per batch would be compiled again for every batch size."""
     if not rows:
         return set()
     values = [{"key": k, "expires_at": e} for k, e in dict(rows).items()]
-    dialect = connection.dialect.name
+    return {str(k) for k in connection.execute(_remember_statement(connection.dialect.name), values).scalars()}
+
+
+@functools.cache
+def _remember_statement(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(CdsJwtReplay).values(values).on_conflict_do_nothing().returning(CdsJwtReplay.key)
-    elif dialect == "sqlite":
+        return pg_insert(CdsJwtReplay).on_conflict_do_nothing().returning(CdsJwtReplay.key)
+    if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(CdsJwtReplay).values(values).on_conflict_do_nothing().returning(CdsJwtReplay.key)
-    else:  # pragma: no cover - the store only supports these two
-        raise ValueError(f"unsupported database dialect {dialect!r}")
-    return {str(k) for k in connection.execute(stmt).scalars()}
+        return sqlite_insert(CdsJwtReplay).on_conflict_do_nothing().returning(CdsJwtReplay.key)
+    raise ValueError(f"unsupported database dialect {dialect!r}")  # the store only supports these two
 
 
 def live_jtis(session: Session, now: datetime | None = None) -> dict[str, datetime]:
