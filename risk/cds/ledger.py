@@ -85,15 +85,23 @@ class CardLedger:
             self._wake.wait(self._flush_s)
             self._wake.clear()
             waiters = _drain(self._waiters)
-            while True:
-                cards = _drain(self._cards, MAX_BATCH)
-                audits = _drain(self._audits, MAX_BATCH)
+            stopping = self._stopping
+            # Only what is queued now (everything recorded before the waiters' flush calls included). Rows that
+            # arrive while this round writes wait for the next one: under steady traffic the queues never run dry,
+            # and draining "until empty" became one transaction per request or two (0.3 ms of CPU per request
+            # at 500 requests/s instead of a batch every flush_s). At shutdown everything is written.
+            cards_due, audits_due = len(self._cards), len(self._audits)
+            while cards_due > 0 or audits_due > 0 or stopping:
+                cards = _drain(self._cards, MAX_BATCH if stopping else min(MAX_BATCH, cards_due))
+                audits = _drain(self._audits, MAX_BATCH if stopping else min(MAX_BATCH, audits_due))
                 if not cards and not audits:
                     break
+                cards_due -= len(cards)
+                audits_due -= len(audits)
                 self._write(cards, audits)
             for waiter in waiters:
                 waiter.set()
-            if self._stopping:
+            if stopping:
                 return
 
     def _write(self, cards: list[dict[str, Any]], audits: list[dict[str, Any]]) -> None:

@@ -54,3 +54,30 @@ def test_batches_are_bounded_and_close_flushes(tmp_path: Path) -> None:
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(CdsCard)) == 1200
     db.dispose()
+
+
+def test_steady_traffic_is_written_in_one_batch_per_interval(tmp_path: Path) -> None:
+    """Rows arriving while a batch is written wait for the next interval: under steady traffic the writer must not
+    fall into one transaction per request (it did: draining "until empty" never ran out)."""
+    db = open_database(StoreSettings(url=f"sqlite:///{tmp_path}/s.db"))
+    ledger = CardLedger(lambda: db, flush_s=0.1)
+    writes: list[int] = []
+    write = ledger._write
+
+    def counting_write(cards: list[dict[str, object]], audits: list[dict[str, object]]) -> None:
+        writes.append(len(cards))
+        time.sleep(0.005)  # a busy database: rows keep arriving while a batch is written
+        write(cards, audits)
+
+    ledger._write = counting_write  # type: ignore[method-assign]
+    started = time.perf_counter()
+    recorded = 0
+    while time.perf_counter() - started < 0.8:  # a card every millisecond or so, for 0.8 s
+        ledger.record([_row()])
+        recorded += 1
+        time.sleep(0.001)
+    ledger.close()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(CdsCard)) == recorded
+    assert len(writes) <= 15, f"{len(writes)} transactions for {recorded} cards in 0.8 s (flush every 0.1 s)"
+    db.dispose()
