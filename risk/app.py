@@ -6,11 +6,12 @@ CDS Hooks, the SMART app, coordinator pages) are mounted in :func:`create_app` a
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 
@@ -107,4 +108,24 @@ def _mount_features(app: FastAPI, settings: Settings) -> None:
     mount_worklist(app, settings)
     from risk.demo import mount as mount_demo  # landing page at / and the simulated EHR (demo environment only)
     mount_demo(app, settings)
-    del app, settings
+    app.include_router(_frozen_heap_after_startup())  # last: its start-up runs after every feature's
+
+
+def _frozen_heap_after_startup() -> APIRouter:
+    """``gc.freeze()`` once every feature has started (modules imported, models and caches loaded).
+
+    The collector's full (generation 2) passes walk every tracked object; with torch, polars, highdicom and the
+    models in memory one pass took 135 ms, a CDS call's p99 stall, and ~0.05 ms per request amortised. Frozen
+    objects are skipped: the same pass over what requests leave behind took 23 ms (measured in process, 3,000
+    patient-view calls).
+    """
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        gc.freeze()  # no collection first: it would cost every start-up (and test) ~0.1 s for little garbage
+        log.debug("start-up heap frozen: %d objects left out of garbage collection", gc.get_freeze_count())
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+
+    return APIRouter(lifespan=lifespan)

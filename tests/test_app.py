@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,15 @@ def test_health_ready_version(client: TestClient) -> None:
         assert v["service"] == "lungrisk" and v["synthetic_data"] is True
         assert "not for clinical use" in v["notice"]
         assert client.get("/openapi.json").status_code == 200
+
+
+def test_start_up_heap_is_frozen_after_every_feature_started(client: TestClient) -> None:
+    """What start-up loaded stays out of the collector's full passes while the service runs (risk/app.py)."""
+    before = gc.get_freeze_count()
+    with client:
+        assert gc.get_freeze_count() > before
+        assert client.get("/health").status_code == 200
+    assert gc.get_freeze_count() == 0
 
 
 def test_factory_for_uvicorn_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
