@@ -19,9 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import insert
-
-from risk.store.audit import AuditEvent
+from risk.store.audit import insert_audit_rows
 from risk.store.cds import insert_cards
 from risk.store.db import Database
 
@@ -116,8 +114,7 @@ class CardLedger:
             try:
                 with db.session() as session:
                     insert_cards(session, cards)
-                    if audits:
-                        session.execute(insert(AuditEvent), audits)
+                    insert_audit_rows(session, audits)
                 self.written_cards += len(cards)
                 self.written_audits += len(audits)
                 return

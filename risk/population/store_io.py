@@ -74,12 +74,44 @@ def insert_frame(conn: Connection, name: str, frame: pl.DataFrame) -> int:
 
 def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
     """Replace every row of ``name`` by ``frame``'s, in the caller's transaction. PostgreSQL: ``TRUNCATE`` (no dead
-    rows to vacuum after replacing a million; readers wait for the commit) then COPY; SQLite: DELETE then insert."""
-    if _is_postgres(conn):
-        conn.execute(text(f"TRUNCATE {name}"))
-    else:
+    rows to vacuum after replacing a million; readers wait for the commit) then COPY, with the table's indexes and
+    key constraints dropped first and rebuilt after when the frame is large (:data:`REBUILD_INDEXES_ROWS`); SQLite:
+    DELETE then insert."""
+    if not _is_postgres(conn):
         conn.execute(table(name).delete())
-    return insert_frame(conn, name, frame)
+        return insert_frame(conn, name, frame)
+    conn.execute(text(f"TRUNCATE {name}"))
+    if frame.height < REBUILD_INDEXES_ROWS:
+        return insert_frame(conn, name, frame)
+    with _indexes_rebuilt(conn, name):
+        return insert_frame(conn, name, frame)
+
+
+REBUILD_INDEXES_ROWS: Final = 100_000
+"""From this many rows, a table's indexes are built once after the COPY instead of maintained row by row: 2.7M
+exam rows took 12.3 s with the indexes in place and 8.0 s with drop, COPY, rebuild (PostgreSQL 15, this machine)."""
+
+
+@contextmanager
+def _indexes_rebuilt(conn: Connection, name: str) -> Iterator[None]:
+    """Drop ``name``'s primary-key/unique constraints and other indexes, and recreate them from their own definitions
+    on exit (same transaction: other sessions never see the table without them; TRUNCATE already locks it)."""
+    constraints = conn.execute(text(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u')"), {"t": name}).all()
+    indexes = conn.execute(text(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = CAST(:t AS regclass) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"), {"t": name}).all()
+    for con, _definition in constraints:
+        conn.execute(text(f'ALTER TABLE {name} DROP CONSTRAINT "{con}"'))
+    for index, _definition in indexes:
+        conn.execute(text(f'DROP INDEX "{index}"'))
+    yield
+    for con, definition in constraints:
+        conn.execute(text(f'ALTER TABLE {name} ADD CONSTRAINT "{con}" {definition}'))
+    for _index, definition in indexes:
+        conn.execute(text(definition))
 
 
 def update_frame(conn: Connection, name: str, key: str, frame: pl.DataFrame, *,

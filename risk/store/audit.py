@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,13 @@ def record_audit(session: Session, *, actor: str, action: str, entity: str, outc
                        outcome=outcome, detail=detail)
     session.add(event)
     return event
+
+
+def insert_audit_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert audit rows (``audit_event`` column names) in one executemany; a Core insert, for the same reason as
+    :func:`risk.store.cds.insert_cards`."""
+    if rows:
+        session.connection().execute(Base.metadata.tables[AuditEvent.__tablename__].insert(), list(rows))
 
 
 def recent_audit(session: Session, *, limit: int = 100, action: str | None = None) -> list[AuditEvent]:

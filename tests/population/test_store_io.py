@@ -1,0 +1,68 @@
+"""risk.population.store_io: frames in and out of the store (COPY on PostgreSQL, executemany on SQLite)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+from sqlalchemy import text
+
+from risk.population import store_io
+from risk.store.db import Database
+
+INDEX_SQL = ("SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+             "WHERE x.indrelid = CAST('population_exam' AS regclass) ORDER BY 1")
+CONSTRAINT_SQL = ("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                  "WHERE conrelid = CAST('population_exam' AS regclass) ORDER BY 1")
+
+
+def _exams(n: int, first: int = 0) -> pl.DataFrame:
+    return pl.DataFrame({
+        "patient_id": [f"p{i}" for i in range(first, first + n)],
+        "study_uid": [f"1.2.3.{i}" for i in range(first, first + n)],
+        "exam_date": [date(2024, 1, 1 + i % 28) for i in range(n)], "screening": [i % 2 == 0 for i in range(n)],
+        "exam_kind": ["annual"] * n, "order_code": [None] * n, "reported": [False] * n, "lung_rads": ["2"] * n,
+    }, schema_overrides={"order_code": pl.String})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("threshold", [10**9, 5], ids=["indexes-kept", "indexes-rebuilt"])
+def test_replace_table_on_postgresql_keeps_the_schema(pg_db: Database, monkeypatch: pytest.MonkeyPatch,
+                                                       threshold: int) -> None:
+    monkeypatch.setattr(store_io, "REBUILD_INDEXES_ROWS", threshold)
+    with pg_db.engine.begin() as conn:
+        before = (conn.execute(text(INDEX_SQL)).all(), conn.execute(text(CONSTRAINT_SQL)).all())
+        store_io.replace_table(conn, "population_exam", _exams(3))
+    with pg_db.engine.begin() as conn:
+        assert store_io.replace_table(conn, "population_exam", _exams(20, first=100)) == 20
+    with pg_db.engine.begin() as conn:
+        after = (conn.execute(text(INDEX_SQL)).all(), conn.execute(text(CONSTRAINT_SQL)).all())
+        rows = conn.execute(text("SELECT patient_id FROM population_exam ORDER BY id")).scalars().all()
+        # the primary key still works: a duplicate id is refused
+        with pytest.raises(Exception, match="duplicate key"), conn.begin_nested():
+            conn.execute(text("INSERT INTO population_exam (id, patient_id, study_uid, screening, exam_kind, reported)"
+                              " SELECT id, 'x', 'y', false, 'annual', false FROM population_exam LIMIT 1"))
+    assert after == before and len(before[0]) >= 2
+    assert rows == [f"p{i}" for i in range(100, 120)]
+
+
+@pytest.mark.integration
+def test_a_failed_copy_leaves_the_old_rows_and_indexes(pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_io, "REBUILD_INDEXES_ROWS", 5)
+    with pg_db.engine.begin() as conn:
+        store_io.replace_table(conn, "population_exam", _exams(10))
+        before = conn.execute(text(INDEX_SQL)).all()
+    bad = _exams(10).with_columns(exam_kind=pl.lit("x" * 100))  # longer than the column allows
+    with pytest.raises(Exception, match="too long"), pg_db.engine.begin() as conn:
+        store_io.replace_table(conn, "population_exam", bad)
+    with pg_db.engine.begin() as conn:
+        assert conn.execute(text(INDEX_SQL)).all() == before
+        assert conn.execute(text("SELECT count(*) FROM population_exam")).scalar() == 10
+
+
+def test_replace_table_on_sqlite(sqlite_db: Database) -> None:
+    with sqlite_db.engine.begin() as conn:
+        store_io.replace_table(conn, "population_exam", _exams(4))
+        store_io.replace_table(conn, "population_exam", _exams(2, first=7))
+        assert conn.execute(text("SELECT patient_id FROM population_exam ORDER BY id")).scalars().all() == ["p7", "p8"]
