@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -71,12 +70,19 @@ from risk.outputs.servicerequest import (
 SUMMARY_LIMIT = 140
 _RNG = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _RNG.seed(os.urandom(32)))  # forked workers never share a sequence
+_UUID_FIXED_BITS = 0xF000 << 64 | 0xC000 << 48
+_UUID_V4_BITS = 4 << 76 | 0x8000 << 48
+"""RFC 9562: the version nibble (4) and the variant bits (10) of a random UUID; the other 122 bits are random."""
 
 
 def new_uuid() -> str:
     """A random (version 4) UUID for a card or suggestion: 122 random bits from a per-process generator seeded from
     the OS (uuid.uuid4 reads the OS entropy source on every call, a measurable cost per card on the hot path)."""
-    return str(uuid.UUID(int=_RNG.getrandbits(128), version=4))
+    bits = _RNG.getrandbits(128) & ~_UUID_FIXED_BITS | _UUID_V4_BITS
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"  # str(uuid.UUID(int=bits)), without the object
+
+
 SUSPICIOUS_CATEGORIES = frozenset({"4A", "4B", "4X", "4AS", "4BS", "4XS"})
 NODULE_FOLLOW_UP_KINDS = (RecommendationKind.FOLLOW_UP_LDCT, RecommendationKind.FOLLOW_UP_CT,
                           RecommendationKind.DIAGNOSTIC_WORKUP)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -234,29 +234,14 @@ def load_fusion(settings: Settings) -> FusionPredictorLike | None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------------
-def build_router(service: CdsService) -> APIRouter:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.start(getattr(app.state, "db", None))
-        try:
-            yield
-        finally:
-            service.stop()
-
-    router = APIRouter(tags=["CDS Hooks"], lifespan=lifespan)
+def hook_endpoint(service: CdsService) -> Callable[[Request], Awaitable[Response]]:
+    """``POST /cds-services/{service_id}``: a plain Starlette endpoint, added to the application's own router
+    (risk.cds.mount), not through an included APIRouter: FastAPI matches an included router's routes again for each
+    request it dispatches, and this is the hot path. It is not in the OpenAPI document: the CDS Hooks discovery
+    endpoint describes it."""
     base = service.base_url
 
-    @router.get("/cds-services", summary="CDS Hooks discovery", response_class=Response)
-    async def discovery(request: Request) -> Response:
-        if not service.settings.cds.public_discovery:
-            caller = await service.caller(request, f"{base}/cds-services")
-            if isinstance(caller, Response):
-                return caller
-        return Response(service.discovery, media_type=JSON)
-
     async def call_service(request: Request) -> Response:
-        """POST /cds-services/{service_id}: a plain Starlette route (no FastAPI dependency solving on the hot path;
-        it is therefore not in the OpenAPI document: the CDS Hooks discovery endpoint describes it)."""
         service_id = str(request.path_params["service_id"])
         caller = await service.caller(request, f"{base}/cds-services/{service_id}")
         if isinstance(caller, Response):
@@ -281,7 +266,30 @@ def build_router(service: CdsService) -> APIRouter:
         service.record(hook_request, caller, result, 200)
         return Response(result.body, media_type=JSON)
 
-    router.add_route("/cds-services/{service_id}", call_service, methods=["POST"], include_in_schema=False)
+    return call_service
+
+
+def build_router(service: CdsService) -> APIRouter:
+    """Discovery and feedback, and the service's lifespan (started once the database is open)."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start(getattr(app.state, "db", None))
+        try:
+            yield
+        finally:
+            service.stop()
+
+    router = APIRouter(tags=["CDS Hooks"], lifespan=lifespan)
+    base = service.base_url
+
+    @router.get("/cds-services", summary="CDS Hooks discovery", response_class=Response)
+    async def discovery(request: Request) -> Response:
+        if not service.settings.cds.public_discovery:
+            caller = await service.caller(request, f"{base}/cds-services")
+            if isinstance(caller, Response):
+                return caller
+        return Response(service.discovery, media_type=JSON)
+
 
     @router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", response_class=Response)
     async def feedback(service_id: str, request: Request) -> Response:

@@ -36,14 +36,13 @@ def clinical_date(value: object) -> date | None:
         text = value[:10]
     else:
         return None
-    # Same rule as the regex [0-9]{4}-[0-9]{2}-[0-9]{2} + date.fromisoformat, without the regex (hot path).
-    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.isascii():
-        return None
-    year, month, day = text[:4], text[5:7], text[8:]
-    if not (year.isdigit() and month.isdigit() and day.isdigit()):
+    # Same rule as the regex [0-9]{4}-[0-9]{2}-[0-9]{2} + date.fromisoformat, without the regex (hot path):
+    # fromisoformat takes exactly YYYY-MM-DD of ASCII digits at this length once the dashes are where they belong
+    # (its other 10-character forms, the ISO week dates, have no dash at index 7), and rejects impossible dates.
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
         return None
     try:
-        return date(int(year), int(month), int(day))
+        return date.fromisoformat(text)
     except ValueError:
         return None
 

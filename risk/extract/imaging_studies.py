@@ -28,6 +28,8 @@ from risk.features.rules import CT_MODALITY, ENTERED_IN_ERROR, IGNORED_IMAGING_S
 OID_PREFIX: Final = "urn:oid:"
 WADO_RS: Final = "dicom-wado-rs"
 UNKNOWN_MODALITY: Final = "OT"
+ACCESSION_TYPE: Final = "ACSN"
+"""The identifier type (v2-0203) of the accession number."""
 
 
 def study_instance_uid(study: Mapping[str, Any]) -> str | None:
@@ -92,7 +94,7 @@ def dicomweb_endpoint(study: Mapping[str, Any], endpoints: Mapping[str, Mapping[
 
 def _accession(study: Mapping[str, Any]) -> str | None:
     for ident in items(study, "identifier"):
-        if isinstance(ident, dict) and any(c == "ACSN" for _s, c in codings(ident.get("type"))):
+        if isinstance(ident, dict) and "type" in ident and ACCESSION_TYPE in (c for _s, c in codings(ident["type"])):
             value = ident.get("value")
             return value if isinstance(value, str) and value else None
     return None

@@ -34,9 +34,12 @@ SortKey = tuple[date, str, str]
 _EFFECTIVE_FIELDS = ("effectiveDateTime", "effectiveInstant")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fact:
-    """One usable Observation value for one role, in the role's canonical unit."""
+    """One usable Observation value for one role, in the role's canonical unit.
+
+    An intermediate of the mapping (never stored, never returned by ingestion), not frozen: a frozen dataclass sets
+    each field through ``object.__setattr__``, which made building the facts a tenth of a CDS call's mapping."""
 
     role: Role
     value: FactValue

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -25,7 +26,8 @@ class Database:
             db_path = Path(url.removeprefix("sqlite:///"))
             if str(db_path) not in ("", ":memory:"):
                 db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, echo=echo, pool_pre_ping=True, json_serializer=_json_text,
+                                            json_deserializer=orjson.loads)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -53,6 +55,13 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["engine"] = self.engine
         return cfg
+
+
+def _json_text(value: object) -> str:
+    """JSON columns are encoded with orjson (several times faster than the standard library's encoder; the card
+    ledger writes one per issued card and audit event). Like ``json.dumps`` it accepts int keys; unlike it, it writes
+    NaN as null and datetimes as ISO 8601."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def open_database(settings: StoreSettings, *, migrate: bool = True) -> Database:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from risk import codes
 from risk.assess import assess
-from risk.cds.cards import CardSettings, patient_view_cards, summary
+from risk.cds.cards import CardSettings, new_uuid, patient_view_cards, summary
 from risk.domain import ConditionKind, SourceState, SourceStatus
 from tests.assess.builders import AS_OF, observation, snapshot, study, track
 from tests.cds.conftest import assert_no_empty, validator
@@ -21,6 +22,20 @@ def _cards(s):  # type: ignore[no-untyped-def]
     assert not list(RESPONSE.iter_errors(document))
     assert_no_empty(document, allow_empty_cards=True)
     return cards
+
+
+def test_card_uuids_are_random_rfc_9562_version_4() -> None:
+    made = [new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    # every non-fixed bit takes both values somewhere in the sample
+    ored, anded = 0, (1 << 128) - 1
+    for text in made:
+        ored |= uuid.UUID(text).int
+        anded &= uuid.UUID(text).int
+    assert bin(ored ^ anded).count("1") == 122
 
 
 def test_summary_is_cut_below_140_characters() -> None:

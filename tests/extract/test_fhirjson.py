@@ -16,6 +16,14 @@ from risk.extract.fhirjson import clinical_date, reference_id, resource_key
     ("24-03-05", None),
     ("", None),
     ("0000-01-01", None),
+    ("\u0662\u0660\u0662\u0664-03-05", None),  # non-ASCII digits
+    ("\uff12\uff10\uff12\uff14-03-05", None),
+    ("+024-03-05", None),
+    ("2024-03-+5", None),
+    ("2024-03-5 ", None),
+    ("2024-W10-2", None),  # an ISO week date: fromisoformat would take it
+    ("20240305", None),
+    ("2024-03-05junk", date(2024, 3, 5)),  # the first ten characters, as the polars rule
     (20240305, None),
     (None, None),
 ])

@@ -84,7 +84,8 @@ def test_patients_without_other_resources_get_defaults(tmp_path: Path) -> None:
 
 
 def test_expression_helpers_match_python() -> None:
-    texts = ["2024-03-05", "2024-03-05T23:30:00-05:00", "2024-03", "2024", "2024-02-30", "2024-2-03", "x", "0000-01-01"]
+    texts = ["2024-03-05", "2024-03-05T23:30:00-05:00", "2024-03", "2024", "2024-02-30", "2024-2-03", "x", "0000-01-01",
+             "\u0662\u0660\u0662\u0664-03-05", "+024-03-05", "2024-03-5 ", "2024-W10-2", "20240305", "2024-03-05junk"]
     from risk.extract.fhirjson import clinical_date as py_date
     got = pl.DataFrame({"t": texts}).select(clinical_date(pl.col("t")))["t"].to_list()
     assert got == [py_date(t) for t in texts]
