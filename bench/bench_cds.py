@@ -16,8 +16,10 @@ What runs (each server: uvicorn, 1 worker, uvloop + httptools, no access log, on
   whose in-memory searches slow down as every test loads data into it); the FHIR server's own latency for the same
   queries is printed too.
 
-Measured per run: requests/s, p50/p99 latency (wrk), server CPU per request (utime+stime of the uvicorn process
-over the run ÷ requests), and the worker's resident memory (VmRSS) at the end.
+The floor and the full-prefetch services run side by side and are loaded in turn, round after round (see
+``measure``): each ratio is the median of the rounds' ratios. Measured per run: requests/s, p50/p99 latency (wrk),
+server CPU per request (utime+stime of the uvicorn process over the run ÷ requests), and the worker's resident memory
+(VmRSS) at the end.
 
 Targets (issue 5): full prefetch throughput ≥ 0.25 × floor, CPU/request ≤ 8 × floor; no prefetch p99 < 300 ms;
 worker RSS < 400 MiB. Usage:
@@ -38,6 +40,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -183,23 +186,57 @@ def wrk(url: str, lua: Path, env: dict[str, str], duration: int, connections: in
     return dict(json.loads(line[5:]))
 
 
-def measure(name: str, proc: subprocess.Popen[bytes], url: str, lua: Path, env: dict[str, str], *, duration: int,
-            reps: int, connections: int, warmup_s: int = 3,
-            run_env: Callable[[int], dict[str, str]] | None = None) -> dict[str, Any]:
-    """Warm up, then ``reps`` wrk runs; ``run_env(i)`` adds per-run variables (run 0 is the warm-up)."""
-    wrk(url, lua, {**env, **(run_env(0) if run_env else {})}, warmup_s, connections)
-    runs = []
+@dataclass
+class Target:
+    """One server under load: what wrk calls, and the process whose CPU time is counted."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    lua: Path
+    env: dict[str, str]
+    run_env: Callable[[int], dict[str, str]] | None = None
+    """Per-run variables (``run_env(0)`` for the warm-up, then 1, 2, ...): the JWT runs' token files."""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def run(self, index: int, duration: int, connections: int) -> dict[str, Any]:
+        env = {**self.env, **(self.run_env(index) if self.run_env else {})}
+        c0 = cpu_s(self.proc.pid)
+        res = wrk(self.url, self.lua, env, duration, connections)
+        res["cpu_ms_per_req"] = (cpu_s(self.proc.pid) - c0) * 1000 / max(1, res["n"])
+        return res
+
+    def summary(self) -> dict[str, Any]:
+        med: dict[str, Any] = {k: statistics.median(r[k] for r in self.runs)
+                               for k in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req")}
+        med.update(non2xx=sum(r["non2xx"] for r in self.runs), err=sum(r["err"] for r in self.runs),
+                   rss_mib=rss_mib(self.proc.pid), runs=self.runs)
+        return med
+
+
+def measure(targets: list[Target], *, duration: int, reps: int, connections: int, warmup_s: int = 3) -> None:
+    """Warm every target up, then ``reps`` rounds of one wrk run per target, in turn (the servers stay up).
+
+    Interleaving matters on these machines: their speed drifts by ±20 % over minutes, so measuring the floor for a
+    minute and then the service for a minute compared two different machines; each round's ratio compares runs
+    seconds apart, and the report takes the median of the rounds' ratios."""
+    for target in targets:
+        target.run(0, warmup_s, connections)
     for rep in range(reps):
-        c0 = cpu_s(proc.pid)
-        res = wrk(url, lua, {**env, **(run_env(rep + 1) if run_env else {})}, duration, connections)
-        c1 = cpu_s(proc.pid)
-        res["cpu_ms_per_req"] = (c1 - c0) * 1000 / max(1, res["n"])
-        runs.append(res)
-        print(f"  {name}: {json.dumps(res)}", flush=True)
-    med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req")}
-    med.update(non2xx=sum(r["non2xx"] for r in runs), err=sum(r["err"] for r in runs), rss_mib=rss_mib(proc.pid),
-               runs=runs)
-    return med
+        for target in targets:
+            res = target.run(rep + 1, duration, connections)
+            target.runs.append(res)
+            print(f"  {target.name}: {json.dumps(res)}", flush=True)
+
+
+def warm_call(url: str, body: bytes, token: str | None = None) -> list[str]:
+    """One call before the load (fills the imaging caches); returns the cards' summaries."""
+    import httpx
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    response = httpx.post(url, content=body, timeout=60, headers=headers)
+    response.raise_for_status()
+    return [c["summary"] for c in response.json()["cards"]]
 
 
 # --- JWT and FHIR helpers -------------------------------------------------------------------------------------
@@ -321,17 +358,6 @@ def main() -> None:
     wrk_env = {"BODY": str(body_file)}
     measure_kw = {"duration": args.duration, "reps": args.reps, "connections": args.connections}
 
-    # floor
-    proc = start(["--app-dir", str(ROOT / "bench"), "bench_cds:echo_app"], {}, 18791, "/health")
-    try:
-        print("floor (FastAPI echo of the same body: orjson in and out)", flush=True)
-        results["floor"] = measure("floor", proc, "http://127.0.0.1:18791/echo", static_lua, wrk_env, **measure_kw)
-        print("reference (FastAPI echo of the raw bytes, 1 run)", flush=True)
-        results["raw_echo"] = measure("raw-echo", proc, "http://127.0.0.1:18791/echo-raw", static_lua, wrk_env,
-                                      duration=args.duration, reps=1, connections=args.connections)
-    finally:
-        stop(proc)
-
     port = 18792
     base = f"http://127.0.0.1:{port}"
     service_env = {
@@ -343,35 +369,45 @@ def main() -> None:
     for k in ("RISK_DICOMWEB__URL", "RISK_FHIR__BASE_URL"):
         os.environ.pop(k, None)
 
-    # full prefetch, open mode
-    proc = start(["--factory", "risk.app:create_app"], {**service_env, "RISK_CDS__OPEN_MODE": "true"}, port, "/health")
+    # The floor and the services run side by side and are loaded in turn (see measure).
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        import httpx
-
-        first = httpx.post(f"{base}/cds-services/lung-risk", content=body, timeout=60,
-                           headers={"Content-Type": "application/json"})
-        first.raise_for_status()
-        cards = first.json()["cards"]
-        print(f"  cards: {[c['summary'] for c in cards]}", flush=True)
-        results["cards"] = [c["summary"] for c in cards]
-        print("full prefetch, open mode", flush=True)
-        results["full_open"] = measure("full-open", proc, f"{base}/cds-services/lung-risk", static_lua, wrk_env,
-                                       **measure_kw)
+        floor = start(["--app-dir", str(ROOT / "bench"), "bench_cds:echo_app"], {}, 18791, "/health")
+        procs.append(floor)
+        service = start(["--factory", "risk.app:create_app"], {**service_env, "RISK_CDS__OPEN_MODE": "true"}, port,
+                        "/health")
+        procs.append(service)
+        cards = warm_call(f"{base}/cds-services/lung-risk", body)
+        print(f"  cards: {cards}", flush=True)
+        results["cards"] = cards
+        targets = [Target("floor", floor, "http://127.0.0.1:18791/echo", static_lua, wrk_env),
+                   Target("full-open", service, f"{base}/cds-services/lung-risk", static_lua, wrk_env)]
+        if not args.no_jwt:  # full prefetch with a fresh ES384 JWT per request (pre-signed), its own process and store
+            jwt_base = f"http://127.0.0.1:{port + 1}"
+            aud = f"{jwt_base}/cds-services/lung-risk"
+            open_rps = targets[1].run(0, 3, args.connections)["rps"]  # a warm-up that sizes the token files
+            per_run = int(open_rps * args.duration * 1.5) + 500
+            files = [workdir / f"tokens-{i}.txt" for i in range(args.reps + 2)]
+            print(f"full prefetch, JWT (ES384, {per_run} pre-signed tokens per run)", flush=True)
+            issuer = jwt_material(per_run, aud, files)
+            jwt_env = {**service_env, "RISK_PUBLIC_BASE_URL": jwt_base, "RISK_CDS__ISSUERS": json.dumps([issuer]),
+                       "RISK_STORE__URL": f"sqlite:///{workdir}/bench-jwt.db"}
+            jwt_proc = start(["--factory", "risk.app:create_app"], jwt_env, port + 1, "/health")
+            procs.append(jwt_proc)
+            warm_call(aud, body, token=files[-1].read_text().splitlines()[0])
+            targets.append(Target("full-jwt", jwt_proc, aud, token_lua, wrk_env,
+                                  run_env=lambda i: {"TOKENS": str(files[i])}))
+        print(f"floor (FastAPI echo of the same body: orjson in and out) and full prefetch"
+              f"{'' if args.no_jwt else ' (open mode, then JWT)'}: {args.reps} rounds", flush=True)
+        measure(targets, **measure_kw)
+        for target in targets:
+            results[target.name.replace("-", "_")] = target.summary()
+        print("reference (FastAPI echo of the raw bytes, 1 run)", flush=True)
+        raw = Target("raw-echo", floor, "http://127.0.0.1:18791/echo-raw", static_lua, wrk_env)
+        measure([raw], duration=args.duration, reps=1, connections=args.connections)
+        results["raw_echo"] = raw.summary()
     finally:
-        stop(proc)
-
-    # full prefetch with JWT
-    if not args.no_jwt:
-        per_run = int(results["full_open"]["rps"] * args.duration * 1.5) + 500
-        files = [workdir / f"tokens-{i}.txt" for i in range(args.reps + 1)]
-        print(f"full prefetch, JWT (ES384, {per_run} pre-signed tokens per run)", flush=True)
-        issuer = jwt_material(per_run, f"{base}/cds-services/lung-risk", files)
-        env = {**service_env, "RISK_CDS__ISSUERS": json.dumps([issuer])}
-        proc = start(["--factory", "risk.app:create_app"], env, port, "/health")
-        try:
-            results["full_jwt"] = measure("full-jwt", proc, f"{base}/cds-services/lung-risk", token_lua, wrk_env,
-                                          run_env=lambda i: {"TOKENS": str(files[i])}, **measure_kw)
-        finally:
+        for proc in procs:
             stop(proc)
 
     # no prefetch: everything from the local FHIR server
@@ -446,9 +482,9 @@ def no_prefetch_run(args: argparse.Namespace, results: dict[str, Any], resources
             results["no_prefetch_cold_ms"] = (time.perf_counter() - started) * 1000
             print(f"  cold call (imaging caches empty): {results['no_prefetch_cold_ms']:.0f} ms", flush=True)
             print(f"no prefetch (fetched from {fhir_base}), {args.fhir_connections} connections", flush=True)
-            results["no_prefetch"] = measure("no-prefetch", proc, f"{base}/cds-services/lung-risk", static_lua,
-                                             {"BODY": str(no_file)}, duration=args.duration, reps=args.reps,
-                                             connections=args.fhir_connections)
+            target = Target("no-prefetch", proc, f"{base}/cds-services/lung-risk", static_lua, {"BODY": str(no_file)})
+            measure([target], duration=args.duration, reps=args.reps, connections=args.fhir_connections)
+            results["no_prefetch"] = target.summary()
         finally:
             stop(proc)
     finally:
@@ -458,7 +494,8 @@ def no_prefetch_run(args: argparse.Namespace, results: dict[str, Any], resources
 
 def report(results: dict[str, Any], args: argparse.Namespace, body_bytes: int) -> None:
     floor = results["floor"]
-    print("\n=== results (median of runs; ratios to the floor measured in this run) ===")
+    print("\n=== results (medians; each ratio is the median over rounds of a run's figure over the floor's in the same "
+          "round) ===")
     print(f"floor (FastAPI echo, orjson in and out, {body_bytes:,} B): {floor['rps']:.0f} req/s, p99 "
           f"{floor['p99_ms']:.1f} ms, CPU {floor['cpu_ms_per_req']:.3f} ms/req")
     raw = results.get("raw_echo")
@@ -468,10 +505,12 @@ def report(results: dict[str, Any], args: argparse.Namespace, body_bytes: int) -
         r = results.get(name)
         if r is None:
             continue
-        tput = r["rps"] / floor["rps"]
-        cpu = r["cpu_ms_per_req"] / floor["cpu_ms_per_req"]
+        pairs = list(zip(r["runs"], floor["runs"], strict=True))
+        tput = statistics.median(run["rps"] / base["rps"] for run, base in pairs)
+        cpu = statistics.median(run["cpu_ms_per_req"] / base["cpu_ms_per_req"] for run, base in pairs)
         r["throughput_ratio"], r["cpu_ratio"] = tput, cpu
-        print(f"{name}: {r['rps']:.0f} req/s (×{tput:.2f} floor; target ≥ 0.25 → "
+        rounds = ", ".join(f"{run['rps'] / base['rps']:.2f}" for run, base in pairs)
+        print(f"{name}: {r['rps']:.0f} req/s (×{tput:.2f} floor, rounds {rounds}; target ≥ 0.25 → "
               f"{'PASS' if tput >= 0.25 else 'FAIL'}), CPU {r['cpu_ms_per_req']:.3f} ms/req (×{cpu:.2f} floor; "
               f"target ≤ 8 → {'PASS' if cpu <= 8 else 'FAIL'}), p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms, "
               f"non-2xx {r['non2xx']}, errors {r['err']}, worker RSS {r['rss_mib']:.0f} MiB "
