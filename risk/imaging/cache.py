@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from risk.domain import (
     IngestionNote,
@@ -53,7 +54,14 @@ class ImagingFeatureCache:
             )
 
     def put(self, result: SrParseResult) -> None:
-        """Store (or replace) the parse of one SR."""
+        """Store (or replace) the parse of one SR. Writers of the same SR at once (a burst of hook calls for a patient
+        not cached yet, in one process or several) do not fail: the one that loses the insert updates the row."""
+        try:
+            self._put(result)
+        except IntegrityError:
+            self._put(result)  # the row exists now: this is an update
+
+    def _put(self, result: SrParseResult) -> None:
         with self._db.session() as session:
             row = session.get(ImagingFeatureCacheRow, result.sop_instance_uid)
             if row is None:

@@ -245,7 +245,7 @@ def _parsed(run: _Run, cache: ImagingFeatureCache | None, study: StudyRecord,
         try:
             hit = cache.get(sop)
         except Exception as exc:  # the cache is an optimisation: a broken store must not stop ingestion
-            logger.warning("imaging feature cache read failed: %s", exc)
+            logger.warning("imaging feature cache read failed: %s", type(exc).__name__)  # no SQL parameters (UIDs)
             run.info(NoteCode.UPSTREAM_UNAVAILABLE, "imaging-feature-cache",
                      f"cache read failed ({type(exc).__name__}); SR parsed again")
             hit = None
@@ -265,7 +265,7 @@ def _parsed(run: _Run, cache: ImagingFeatureCache | None, study: StudyRecord,
         try:
             cache.put(result)
         except Exception as exc:
-            logger.warning("imaging feature cache write failed: %s", exc)
+            logger.warning("imaging feature cache write failed: %s", type(exc).__name__)
             run.info(NoteCode.UPSTREAM_UNAVAILABLE, "imaging-feature-cache",
                      f"cache write failed ({type(exc).__name__}); the SR will be parsed again next time")
     return result

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from risk.config import StoreSettings
 from risk.domain import (
@@ -61,20 +65,52 @@ def _exercise(db: Database) -> None:
     assert cache.get(SOP) is None
 
 
-def test_cache_on_sqlite(tmp_path: Path) -> None:
+def _lose_the_insert_race(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer stores the same SR between this writer's read and its insert: the put still succeeds."""
+    cache = ImagingFeatureCache(db)
+    cache.put(SrParseResult(SOP, "1.2.3", True, (MINIMAL,), ()))  # the other writer's row
+    real_get = Session.get
+    misses = []
+
+    def stale_get(session: Session, entity: Any, ident: Any, **kw: Any) -> Any:
+        if not misses:  # the first read does not see the row yet
+            misses.append(ident)
+            return None
+        return real_get(session, entity, ident, **kw)
+
+    monkeypatch.setattr(Session, "get", stale_get)
+    cache.put(RESULT)
+    monkeypatch.undo()
+    assert misses == [SOP] and cache.get(SOP) == RESULT
+    cache.invalidate(SOP)
+
+
+def test_cache_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = open_database(StoreSettings(url=f"sqlite:///{tmp_path}/risk.db"))
     try:
         assert "imaging_feature_cache" in db.table_names()
         _exercise(db)
+        _lose_the_insert_race(db, monkeypatch)
     finally:
         db.dispose()
 
 
 @pytest.mark.integration
-def test_cache_on_postgresql(postgres_url: str) -> None:  # noqa: F811
+def test_cache_on_postgresql(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     db = open_database(StoreSettings(url=postgres_url))
     try:
         _exercise(db)
+        _lose_the_insert_race(db, monkeypatch)
+        caches = [ImagingFeatureCache(db) for _ in range(8)]  # a burst of writers of the same SR, for real
+        barrier = threading.Barrier(len(caches))
+
+        def write(cache: ImagingFeatureCache) -> None:
+            barrier.wait()
+            cache.put(RESULT)
+
+        with ThreadPoolExecutor(len(caches)) as pool:
+            list(pool.map(write, caches))
+        assert caches[0].get(SOP) == RESULT
         db.downgrade("0001_audit")
         assert "imaging_feature_cache" not in db.table_names()
         db.upgrade()
