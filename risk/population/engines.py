@@ -43,8 +43,8 @@ class FeatureBuilder(Protocol):
 
 def local_features(source: BulkSource, as_of: date, given: Mapping[str, pl.DataFrame]) -> fb.BulkFeatures:
     """risk.features.bulk.build_feature_table in this process, skipping the stages in ``given``; files are decoded
-    one at a time with each file's Observations reduced to its latest per patient and role (``reduce_per_file``;
-    ``combine_frames`` reduces once more), which bounds memory without changing the table."""
+    one at a time with each file's Observations reduced to its latest per patient and role (``reduce_per_file``),
+    then across files (``latest_across_files``), which bounds memory without changing the table."""
     from risk.population.frames import collect_sequential
 
     out = fb.BulkFeatures(pl.DataFrame(schema=fb.FEATURE_SCHEMA))
@@ -54,12 +54,17 @@ def local_features(source: BulkSource, as_of: date, given: Mapping[str, pl.DataF
             continue
         started = time.perf_counter()
         report = DecodeReport()
-        frames[resource_type] = collect_sequential(source.files(resource_type), dtype, transform, report)
+        files = source.files(resource_type)
+        if resource_type == "Observation":
+            frames[resource_type] = fb.latest_across_files(
+                [collect_resources([path], dtype, transform, report) for path in files])
+        else:
+            frames[resource_type] = collect_sequential(files, dtype, transform, report)
         out.notes.extend(report.notes(resource_type))
         out.bad_lines += report.count
         out.timings_s[resource_type] = time.perf_counter() - started
     started = time.perf_counter()
-    out.table = combine_partitioned(frames, as_of)
+    out.table = combine_partitioned(frames, as_of, observations_reduced=True)
     out.timings_s["combine"] = time.perf_counter() - started
     return out
 
@@ -68,8 +73,8 @@ PARTITION_ROWS = 1_000_000
 """Observation facts per partition of the combine step (bounds its memory; see :func:`combine_partitioned`)."""
 
 
-def combine_partitioned(frames: Mapping[str, pl.DataFrame], as_of: date,
-                        partitions: int | None = None) -> pl.DataFrame:
+def combine_partitioned(frames: Mapping[str, pl.DataFrame], as_of: date, partitions: int | None = None, *,
+                        observations_reduced: bool = False) -> pl.DataFrame:
     """risk.features.bulk.combine_frames on hash partitions of the patients, concatenated and sorted.
 
     Every step of the combine works patient by patient (group by patient, join on patient), so running it on
@@ -79,12 +84,12 @@ def combine_partitioned(frames: Mapping[str, pl.DataFrame], as_of: date,
     facts = frames.get("Observation")
     n = partitions or max(1, (facts.height if facts is not None else 0) // PARTITION_ROWS)
     if n <= 1:
-        return fb.combine_frames(frames, as_of)
+        return fb.combine_frames(frames, as_of, observations_reduced=observations_reduced)
     parts = []
     for k in range(n):
         part = {name: (f.filter((pl.col("pid").hash(seed=0) % n) == k) if "pid" in f.columns else f)
                 for name, f in frames.items()}
-        parts.append(fb.combine_frames(part, as_of))
+        parts.append(fb.combine_frames(part, as_of, observations_reduced=observations_reduced))
         del part
     return pl.concat(parts).sort("patient_id")
 
@@ -120,12 +125,15 @@ class DaskFeatureBuilder:
                 report.bad_lines.update(bad)
                 if frame.width:
                     parts.append(frame)
-            frames[resource_type] = pl.concat(parts) if parts else pl.DataFrame()
+            if resource_type == "Observation":  # each file's already reduced to its latest per patient and role
+                frames[resource_type] = fb.latest_across_files(parts)
+            else:
+                frames[resource_type] = pl.concat(parts) if parts else pl.DataFrame()
             out.notes.extend(report.notes(resource_type))
             out.bad_lines += report.count
         out.timings_s["distributed_stages"] = time.perf_counter() - started
         t = time.perf_counter()
-        out.table = combine_partitioned(frames, as_of)  # the same combine step as the polars engine
+        out.table = combine_partitioned(frames, as_of, observations_reduced=True)  # as the polars engine
         out.timings_s["combine"] = time.perf_counter() - t
         return out
 
