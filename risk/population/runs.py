@@ -25,7 +25,7 @@ import shutil
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import polars as pl
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
 
 from risk.assess.policy import DEFAULT_POLICY
 from risk.config import Settings
@@ -303,60 +304,89 @@ def _store(settings: Settings, db: Database, summary: RunSummary, scores: Popula
     candidates = items.candidate_items(scores, as_of=as_of, due_soon_days=settings.population.due_soon_days)
     lap("candidates")
     reported = pl.Series("uid", sorted(scores.reported_uids), dtype=pl.String)
-    with db.session() as s:
-        conn = s.connection()
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("LOCK TABLE worklist_item IN SHARE ROW EXCLUSIVE MODE"))
-        for name, frame in (("population_patient", scores.patients), ("population_nodule", scores.nodules),
-                            ("population_exam", scores.exams)):
-            store_io.replace_table(conn, name, frame.with_columns(run_id=pl.lit(run_id)))
-            lap(name.removeprefix("population_"))
-        changed = [(pid, d, r) for pid, (d, r) in scores.nodule_results.items()
-                   if nodule_cache.get(pid, ("",))[0] != d]
-        if changed:
-            ids = [pid for pid, _, _ in changed]
-            for start in range(0, len(ids), 5000):
-                conn.execute(delete(PopulationNoduleCache).where(
-                    PopulationNoduleCache.patient_id.in_(ids[start:start + 5000])))
-            conn.execute(store_io.table("population_nodule_cache").insert(), [
-                {"patient_id": pid, "input_digest": d, "as_of": as_of, "result": r.to_json()} for pid, d, r in changed])
-        stored = store_io.read_frame(conn, select(
-            WorklistItem.id, WorklistItem.item_key, WorklistItem.patient_id, WorklistItem.kind,
-            WorklistItem.basis_date, WorklistItem.due_date, WorklistItem.loop_state, WorklistItem.loop_rank,
-            WorklistItem.active, WorklistItem.study_uid, WorklistItem.disposition), items.STORED_SCHEMA)
-        inserts, updates, events = items.merge(stored, candidates, scores, run_id=run_id, as_of=as_of, now=now,
-                                               reported_uids=reported, policy=DEFAULT_POLICY)
-        lap("merge")
-        store_io.insert_frame(conn, "worklist_item", inserts)
-        for frame in updates:
-            store_io.update_frame(conn, "worklist_item", "id", frame)
-        if not events.is_empty():
-            touched = store_io.read_frame(conn, select(WorklistItem.id, WorklistItem.item_key)
-                                          .where(WorklistItem.last_run == run_id),
-                                          {"item_id": pl.Int64, "item_key": pl.String})
-            ev = (events.join(touched, on="item_key", how="inner")
-                  .select("item_id", "event", "from_state", "to_state",
-                          detail=pl.struct("order_ref", "study_uid").struct.json_encode())
-                  .with_columns(at=pl.lit(now), actor=pl.lit(items.SYSTEM_ACTOR), run_id=pl.lit(run_id)))
-            store_io.insert_frame(conn, "worklist_event", ev)
-        s.flush()
-        lap("items")
-        sites = dashboard.all_sites(s)
-        per_site = {site: dashboard.site_stats(s, [site], today=as_of,
-                                               lost_after_days=settings.population.lost_after_days)
-                    for site in sites}
-        counts: dict[str, Any] = {**scores.counts(), "worklist_new": inserts.height, "worklist_updated":
-                                  sum(f.height for f in updates), "events": events.height, "sites": per_site,
-                                  "queues": _sum_queues(per_site.values())}
-        lap("stats")
-        s.execute(update(PopulationRun).where(PopulationRun.id == run_id).values(
-            status="complete", finished_at=datetime.now(UTC), inputs_digest=summary.inputs_digest,
-            inputs={**described, **inputs_extra, "notes": scores.notes[:50]}, model_versions=summary.model_versions,
-            counts=counts, timings={k: round(v, 3) for k, v in summary.timings_s.items()},
-            duration_s=None, source=summary.source[:1024]))
-        record_audit(s, actor=options.triggered_by, action="population.run", entity=f"population_run/{run_id}",
-                     detail={"as_of": as_of.isoformat(), "patients": scores.patients.height,
-                             "inputs_digest": summary.inputs_digest})
+    exams: store_io.ConcurrentReplace | None = None
+    try:
+        with db.session() as s:
+            conn = s.connection()
+            tables = [("population_patient", scores.patients), ("population_nodule", scores.nodules)]
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("LOCK TABLE worklist_item IN SHARE ROW EXCLUSIVE MODE"))
+                # The registry's exam rows (millions; nothing below reads them) are copied on a second connection
+                # meanwhile, and committed right after this transaction.
+                exams = store_io.ConcurrentReplace(db.engine, "population_exam", scores.exams)
+            else:
+                tables.append(("population_exam", scores.exams))
+            for name, frame in tables:
+                store_io.replace_table(conn, name, frame.with_columns(run_id=pl.lit(run_id)))
+                lap(name.removeprefix("population_"))
+            counts = _store_worklist(settings, s, summary, scores, nodule_cache, described, inputs_extra, options,
+                                     candidates, reported, lap, now)
+            if exams is not None:
+                exams.join()
+                lap("exam_wait")
+    except BaseException:
+        if exams is not None:
+            exams.finish(commit=False)
+        raise
+    if exams is not None:
+        exams.finish(commit=True)
+    return counts
+
+
+def _store_worklist(settings: Settings, s: Session, summary: RunSummary, scores: PopulationScores,
+                    nodule_cache: dict[str, tuple[str, dict[str, Any]]], described: dict[str, Any],
+                    inputs_extra: dict[str, Any], options: RunOptions, candidates: pl.DataFrame, reported: pl.Series,
+                    lap: Callable[[str], None], now: datetime) -> dict[str, Any]:
+    """The rest of the run's transaction: the nodule cache, the worklist items and their events, the statistics and
+    the run record."""
+    run_id, as_of = summary.run_id, options.as_of
+    conn = s.connection()
+    changed = [(pid, d, r) for pid, (d, r) in scores.nodule_results.items()
+               if nodule_cache.get(pid, ("",))[0] != d]
+    if changed:
+        ids = [pid for pid, _, _ in changed]
+        for start in range(0, len(ids), 5000):
+            conn.execute(delete(PopulationNoduleCache).where(
+                PopulationNoduleCache.patient_id.in_(ids[start:start + 5000])))
+        conn.execute(store_io.table("population_nodule_cache").insert(), [
+            {"patient_id": pid, "input_digest": d, "as_of": as_of, "result": r.to_json()} for pid, d, r in changed])
+    stored = store_io.read_frame(conn, select(
+        WorklistItem.id, WorklistItem.item_key, WorklistItem.patient_id, WorklistItem.kind,
+        WorklistItem.basis_date, WorklistItem.due_date, WorklistItem.loop_state, WorklistItem.loop_rank,
+        WorklistItem.active, WorklistItem.study_uid, WorklistItem.disposition), items.STORED_SCHEMA)
+    inserts, updates, events = items.merge(stored, candidates, scores, run_id=run_id, as_of=as_of, now=now,
+                                           reported_uids=reported, policy=DEFAULT_POLICY)
+    lap("merge")
+    store_io.insert_frame(conn, "worklist_item", inserts)
+    for frame in updates:
+        store_io.update_frame(conn, "worklist_item", "id", frame)
+    if not events.is_empty():
+        touched = store_io.read_frame(conn, select(WorklistItem.id, WorklistItem.item_key)
+                                      .where(WorklistItem.last_run == run_id),
+                                      {"item_id": pl.Int64, "item_key": pl.String})
+        ev = (events.join(touched, on="item_key", how="inner")
+              .select("item_id", "event", "from_state", "to_state",
+                      detail=pl.struct("order_ref", "study_uid").struct.json_encode())
+              .with_columns(at=pl.lit(now), actor=pl.lit(items.SYSTEM_ACTOR), run_id=pl.lit(run_id)))
+        store_io.insert_frame(conn, "worklist_event", ev)
+    s.flush()
+    lap("items")
+    sites = dashboard.all_sites(s)
+    per_site = {site: dashboard.site_stats(s, [site], today=as_of,
+                                           lost_after_days=settings.population.lost_after_days)
+                for site in sites}
+    counts: dict[str, Any] = {**scores.counts(), "worklist_new": inserts.height, "worklist_updated":
+                              sum(f.height for f in updates), "events": events.height, "sites": per_site,
+                              "queues": _sum_queues(per_site.values())}
+    lap("stats")
+    s.execute(update(PopulationRun).where(PopulationRun.id == run_id).values(
+        status="complete", finished_at=datetime.now(UTC), inputs_digest=summary.inputs_digest,
+        inputs={**described, **inputs_extra, "notes": scores.notes[:50]}, model_versions=summary.model_versions,
+        counts=counts, timings={k: round(v, 3) for k, v in summary.timings_s.items()},
+        duration_s=None, source=summary.source[:1024]))
+    record_audit(s, actor=options.triggered_by, action="population.run", entity=f"population_run/{run_id}",
+                 detail={"as_of": as_of.isoformat(), "patients": scores.patients.height,
+                         "inputs_digest": summary.inputs_digest})
     return counts
 
 

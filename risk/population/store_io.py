@@ -9,13 +9,14 @@ All of it runs on the caller's connection, inside its transaction.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
 import orjson
 import polars as pl
-from sqlalchemy import JSON, Connection, Table, text
+from sqlalchemy import JSON, Connection, Engine, Table, text
 
 from risk.store.base import Base
 
@@ -90,6 +91,52 @@ def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
         return insert_frame(conn, name, frame)
     with _indexes_rebuilt(conn, name):
         return insert_frame(conn, name, frame)
+
+
+class ConcurrentReplace:
+    """:func:`replace_table` on a second PostgreSQL connection, in a thread, while the caller's transaction writes
+    other tables: two backends COPY at once. Its transaction stays open until :meth:`finish`; the caller joins it
+    (:meth:`join`, which re-raises its error) before committing its own, then commits or rolls it back.
+
+    Deadlock-free only when the caller's transaction never touches ``name`` (it would wait for this one's lock
+    while this one waits for the caller), and when concurrent callers are serialised on a lock of their own taken
+    before this is started (a population run locks ``worklist_item`` first).
+    """
+
+    def __init__(self, engine: Engine, name: str, frame: pl.DataFrame) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError(f"ConcurrentReplace needs PostgreSQL, not {engine.dialect.name}")
+        self.name = name
+        self._conn = engine.connect()
+        self._tx = self._conn.begin()
+        self._error: BaseException | None = None
+        self.rows = 0
+        self._thread = threading.Thread(target=self._run, args=(frame,), name=f"replace-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, frame: pl.DataFrame) -> None:
+        try:
+            self.rows = replace_table(self._conn, self.name, frame)
+        except BaseException as exc:  # re-raised by join(), in the caller's thread
+            self._error = exc
+
+    def join(self) -> int:
+        """Wait for the rows to be written (not committed); returns how many."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.rows
+
+    def finish(self, *, commit: bool) -> None:
+        """Commit (once the caller's transaction has committed) or roll back; closes the connection."""
+        self._thread.join()
+        try:
+            if commit and self._error is None:
+                self._tx.commit()
+            else:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
 
 
 @contextmanager

@@ -102,6 +102,36 @@ def test_a_failed_run_is_recorded(sqlite_db: Database, tmp_path: Path) -> None:
     assert [r.status for r in runs] == ["failed"] and "cache exploded" in (runs[0].error or "")
 
 
+@pytest.mark.integration
+def test_exam_rows_commit_with_the_run_on_postgresql(pg_db: Database, cohort: Path, cohort_as_of: date,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exam rows are copied on a second connection (risk.population.store_io.ConcurrentReplace): they are
+    stored with a complete run and left as they were by a run whose own transaction fails."""
+    from sqlalchemy import func
+
+    from risk.population import runs
+    from risk.store.population import PopulationExam
+
+    settings = load_settings(store={"url": pg_db.url})
+    options = RunOptions(as_of=cohort_as_of, folder=cohort / "fhir" / "ndjson")
+    run_population(settings, pg_db, options)
+    with pg_db.session() as s:
+        stored = s.scalar(select(func.count()).select_from(PopulationExam))
+        s.execute(PopulationExam.__table__.update().values(exam_kind="marked"))
+    assert stored and stored > 100
+
+    def fail(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("worklist step failed")
+
+    monkeypatch.setattr(runs, "_store_worklist", fail)
+    with pytest.raises(RuntimeError, match="worklist step failed"):
+        run_population(settings, pg_db, options)
+    with pg_db.session() as s:
+        kinds = set(s.scalars(select(PopulationExam.exam_kind).distinct()))
+        statuses = [r.status for r in s.scalars(select(PopulationRun).order_by(PopulationRun.started_at))]
+    assert kinds == {"marked"} and statuses == ["complete", "failed"]
+
+
 def test_one_bad_line_does_not_sink_the_run(sqlite_db: Database, tmp_path: Path) -> None:
     folder = tmp_path / "x"
     folder.mkdir()

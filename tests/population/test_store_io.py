@@ -66,3 +66,43 @@ def test_replace_table_on_sqlite(sqlite_db: Database) -> None:
         store_io.replace_table(conn, "population_exam", _exams(4))
         store_io.replace_table(conn, "population_exam", _exams(2, first=7))
         assert conn.execute(text("SELECT patient_id FROM population_exam ORDER BY id")).scalars().all() == ["p7", "p8"]
+
+
+def _patient_ids(db: Database) -> list[str]:
+    with db.engine.begin() as conn:
+        return list(conn.execute(text("SELECT patient_id FROM population_exam ORDER BY id")).scalars())
+
+
+@pytest.mark.integration
+def test_concurrent_replace_commits_only_when_told(pg_db: Database) -> None:
+    with pg_db.engine.begin() as conn:
+        store_io.replace_table(conn, "population_exam", _exams(3))
+    side = store_io.ConcurrentReplace(pg_db.engine, "population_exam", _exams(5, first=10))
+    assert side.join() == 5
+    with pg_db.engine.connect() as other:  # not visible before the commit (a reader would wait for the lock)
+        other.execute(text("SET lock_timeout = '200ms'"))
+        with pytest.raises(Exception, match="lock timeout"):
+            other.execute(text("SELECT count(*) FROM population_exam")).scalar()
+    side.finish(commit=True)
+    assert _patient_ids(pg_db) == [f"p{i}" for i in range(10, 15)]
+
+
+@pytest.mark.integration
+def test_concurrent_replace_rolled_back_keeps_the_old_rows(pg_db: Database) -> None:
+    with pg_db.engine.begin() as conn:
+        store_io.replace_table(conn, "population_exam", _exams(3))
+    side = store_io.ConcurrentReplace(pg_db.engine, "population_exam", _exams(5, first=10))
+    side.join()
+    side.finish(commit=False)  # the caller's transaction failed
+    assert _patient_ids(pg_db) == ["p0", "p1", "p2"]
+    failing = store_io.ConcurrentReplace(pg_db.engine, "population_exam",
+                                         _exams(5).with_columns(exam_kind=pl.lit("x" * 100)))
+    with pytest.raises(Exception, match="too long"):
+        failing.join()  # its error reaches the caller, who then rolls back
+    failing.finish(commit=True)  # never commits a failed write
+    assert _patient_ids(pg_db) == ["p0", "p1", "p2"]
+
+
+def test_concurrent_replace_needs_postgresql(sqlite_db: Database) -> None:
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        store_io.ConcurrentReplace(sqlite_db.engine, "population_exam", _exams(1))
