@@ -5,11 +5,11 @@ Built only by risk/assess.py from a PatientSnapshot; the renderers never recompu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
 from risk.domain._checks import optional_finite, require_date, require_text
+from risk.domain._value import value_type
 from risk.domain.provenance import IngestionNote, SourceRef
 
 
@@ -19,7 +19,7 @@ class ScreeningProgram(StrEnum):
     ACS_2023 = "acs_2023"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class EligibilityDecision:
     """Eligibility for one screening program; ``eligible`` is None when it cannot be determined."""
 
@@ -34,7 +34,7 @@ class EligibilityDecision:
             raise ValueError('Argument "missing_inputs" must say what is missing when "eligible" is None.')
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Contribution:
     """One factor's share of a prediction (log-odds scale), in words a clinician can read."""
 
@@ -69,7 +69,7 @@ def model_label(model: str) -> str:
     return MODEL_LABELS.get(model, model)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RiskEstimate:
     """A probability from a published or learned model, with what produced it."""
 
@@ -100,7 +100,7 @@ class RiskEstimate:
                 raise ValueError('Argument "interval" must bracket "probability" within [0, 1].')
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Abstention:
     """A model that was not run, and why ("cannot score: reason")."""
 
@@ -112,7 +112,7 @@ class Abstention:
         require_text("reason", self.reason)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class NoduleCategory:
     """The guideline category of one tracked nodule."""
 
@@ -152,7 +152,7 @@ class DueStatus(StrEnum):
     NO_DATE = "no_date"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Recommendation:
     kind: RecommendationKind
     text: str
@@ -184,7 +184,7 @@ class Recommendation:
             raise ValueError('Argument "overdue_after" must not be before "due_date".')
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StaleData:
     """A value older than the freshness limit for its kind."""
 
@@ -200,7 +200,7 @@ class RiskFlagKind(StrEnum):
     """Evidence that risk is increasing (e.g. a nodule grew by the NELSON rule)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RiskFlag:
     """Why the assessment calls the patient's risk high or rising (the rule and the numbers)."""
 
@@ -214,7 +214,7 @@ class RiskFlag:
         require_text("reason", self.reason)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DataGap:
     """Something that could not be checked, and why ("smoking history: FHIR server timed out")."""
 
@@ -226,7 +226,7 @@ class DataGap:
         require_text("reason", self.reason)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Provenance:
     sources: tuple[SourceRef, ...]
     model_versions: tuple[tuple[str, str], ...]
@@ -234,7 +234,7 @@ class Provenance:
     stale: tuple[StaleData, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Assessment:
     assessment_id: str
     patient_id: str

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from risk.codes import Code
 from risk.domain._checks import optional_finite, require_date, require_finite, require_text
+from risk.domain._value import value_type
 from risk.domain.provenance import SourceRef
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ObservedValue:
     """A numeric value in a named UCUM unit, with its source (e.g. BMI in kg/m2)."""
 
@@ -28,7 +28,7 @@ class ObservedValue:
         return self.source.effective
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class EducationLevel:
     """PLCOm2012 education level 1-6 (1 < high school … 6 postgraduate), with its source."""
 
@@ -40,7 +40,7 @@ class EducationLevel:
             raise ValueError(f'Argument "level" must be an integer 1-6, got {self.level!r}.')
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class LabResult:
     """One laboratory or spirometry result, already converted to the panel's canonical UCUM unit."""
 
@@ -73,7 +73,7 @@ class ConditionKind(StrEnum):
     IMMUNOCOMPROMISED = "immunocompromised"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConditionFact:
     """A condition the patient has or had, with the code it was recognised by."""
 
@@ -92,7 +92,7 @@ class ConditionFact:
         require_date("onset", self.onset, optional=True)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class FamilyHistoryFact:
     """Lung cancer in a relative (FamilyMemberHistory)."""
 

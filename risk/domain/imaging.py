@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date
 from enum import StrEnum
 
 from risk.domain._checks import optional_finite, require_date, require_text
+from risk.domain._value import value_type
 from risk.domain.provenance import SourceRef
 from risk.guidelines.growth import GrowthResult
 
@@ -52,7 +53,7 @@ class NoduleLocationType(StrEnum):
     AIRWAY_SEGMENTAL_OR_PROXIMAL = "airway_segmental_or_proximal"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ImagingStudyRef:
     """A CT (or other) study known from FHIR ImagingStudy or a QIDO-RS search."""
 
@@ -70,7 +71,7 @@ class ImagingStudyRef:
         require_date("started", self.started, optional=True)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PatientPosition:
     """A point in a DICOM frame of reference (patient coordinates, mm)."""
 
@@ -89,7 +90,7 @@ class PatientPosition:
                       + (self.z_mm - other.z_mm) ** 2) ** 0.5)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class NoduleObservation:
     """One nodule measured on one study (one TID 1500 measurement group, or our own analysis).
 
@@ -163,7 +164,7 @@ class TrackLinkage(StrEnum):
     """One observation: no linkage needed."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class NoduleTrack:
     """One nodule followed across studies, oldest observation first, with its growth."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from risk.domain._checks import require_date, require_text
+from risk.domain._value import value_type
 from risk.domain.provenance import SourceRef
 
 
@@ -33,7 +33,7 @@ class RaceEthnicity(StrEnum):
     NATIVE_HAWAIIAN_PACIFIC_ISLANDER = "native_hawaiian_pacific_islander"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Identifier:
     """A business identifier (e.g. an MRN) with its system URI."""
 
@@ -45,7 +45,7 @@ class Identifier:
         require_text("value", self.value)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Demographics:
     """Who the patient is, as far as the models care."""
 

@@ -7,11 +7,11 @@ snapshot says "COPD could not be checked: FHIR server timed out" instead of sile
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from risk.domain._checks import require_date, require_text
+from risk.domain._value import value_type
 
 
 class SourceKind(StrEnum):
@@ -27,7 +27,7 @@ class SourceKind(StrEnum):
     """Typed in by a user or passed directly to a calculator."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SourceRef:
     """The origin of one value: what it came from, and the clinical date it describes."""
 
@@ -89,7 +89,7 @@ class NoteCode(StrEnum):
     """A legacy or alternative code was mapped to the current one (e.g. SNOMED-RT SRT → SCT in DICOM SRs)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class IngestionNote:
     """One thing ingestion could not use as-is, with the reason."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from risk.domain._checks import optional_finite, require_date
+from risk.domain._value import value_type
 from risk.domain.provenance import SourceRef
 
 CIGARETTES_PER_PACK = 20
@@ -31,7 +31,7 @@ def pack_years_from(cigarettes_per_day: float, smoking_duration_years: float) ->
     return cigarettes_per_day / CIGARETTES_PER_PACK * smoking_duration_years
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SmokingHistory:
     """A reconciled smoking history.
 

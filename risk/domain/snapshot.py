@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from risk.domain._checks import require_date, require_text
+from risk.domain._value import value_type
 from risk.domain.clinical import (
     ConditionFact,
     ConditionKind,
@@ -32,7 +32,7 @@ class SourceState(StrEnum):
     NOT_CONFIGURED = "not_configured"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SourceStatus:
     system: str
     state: SourceState
@@ -44,7 +44,7 @@ class SourceStatus:
             raise TypeError('Argument "state" must be a SourceState.')
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PatientSnapshot:
     """The inputs to every model and guideline for one patient on ``as_of``.
 
