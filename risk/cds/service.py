@@ -290,7 +290,6 @@ def build_router(service: CdsService) -> APIRouter:
                 return caller
         return Response(service.discovery, media_type=JSON)
 
-
     @router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", response_class=Response)
     async def feedback(service_id: str, request: Request) -> Response:
         caller = await service.caller(request, f"{base}/cds-services/{service_id}/feedback")
