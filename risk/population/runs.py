@@ -13,7 +13,9 @@
 6. One transaction: the per-patient results and nodule categories are replaced, the nodule cache updated, the
    worklist items merged (risk.population.items; PostgreSQL: the item table is locked against concurrent
    coordinator writes for the merge), each state change recorded as an event, and the run record completed with
-   counts, per-site dashboard figures (risk.population.dashboard), model versions and timings.
+   counts, per-site dashboard figures (risk.population.dashboard), model versions and timings. On PostgreSQL the
+   registry's exam rows are copied meanwhile on a second connection (two backends at work), in a transaction of
+   their own that commits right after this one and is rolled back if it fails; readers of those rows wait for it.
 """
 
 from __future__ import annotations
