@@ -51,6 +51,10 @@ PERSONAL_HISTORY_CANCER = 0.4589971  # all four
 FAMILY_HISTORY_LUNG_CANCER = 0.587185  # all four
 CURRENT_SMOKER = 0.2597431  # all four (1 = current, 0 = former)
 INTENSITY = -1.822606  # resplab, NTOG, tenHaaf; applied to (cigarettes_per_day / 10)^-1
+MIN_CIGARETTES_PER_DAY = 0.1
+"""The smallest intensity accepted (one cigarette in ten days). Smaller values are data errors (e.g. cigarettes/day
+derived from a pack-years value of 1e-300), and near zero the intensity term (cpd / 10)^-1 overflows; the model
+abstains on them with the field named instead."""
 INTENSITY_CENTRE = 0.4021541613  # resplab, NTOG, tenHaaf (lcmodels: .402154)
 DURATION_PER_YEAR = 0.0317321  # all four; centred at 27 years
 DURATION_CENTRE = 27.0
@@ -215,8 +219,9 @@ class _PlcoInputBase(CalculatorInput):
     personal_history_cancer: StrictBool = Field(description="Personal history of any cancer.")
     family_history_lung_cancer: StrictBool = Field(description="Lung cancer in a first-degree relative.")
     smoking_status: SmokingStatusInput = Field(description="current | former | never.")
-    cigarettes_per_day: Annotated[float | None, Field(gt=0, le=200, description=(
-        "Average cigarettes smoked per day (required for ever-smokers)."))] = None
+    cigarettes_per_day: Annotated[float | None, Field(ge=MIN_CIGARETTES_PER_DAY, le=200, description=(
+        "Average cigarettes smoked per day (required for ever-smokers); at least 0.1, one cigarette in ten days."))
+    ] = None
     smoking_duration_years: Annotated[float | None, Field(ge=0, le=100, description=(
         "Years smoked (required for ever-smokers)."))] = None
     years_since_quit: Annotated[float | None, Field(ge=0, le=100, description=(

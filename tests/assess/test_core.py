@@ -239,6 +239,14 @@ def test_plco_never_smoker_abstains_and_unknown_race_uses_norace() -> None:
     assert a.risk("plcom2012-norace") is not None and a.risk("plcom2012") is None
 
 
+def test_plco_abstains_on_a_vanishing_derived_intensity() -> None:
+    """Cigarettes/day derived from a pack-years value of 2e-313 (found by the population rules' property test): an
+    abstention naming the field, never an OverflowError."""
+    a = assess(snapshot(pack_years=2.2250738585e-313, cigarettes_per_day=None, smoking_years=1.0, age=29))
+    assert a.risk("plcom2012") is None
+    assert any(x.model == "plcom2012" and "cigarettes_per_day" in x.reason for x in a.abstentions)
+
+
 def test_plco_missing_education_and_bmi_are_imputed_and_said() -> None:
     estimate = assess(snapshot(education=None, bmi=None)).risk("plcom2012")
     assert estimate is not None and len(estimate.imputed) == 2

@@ -178,6 +178,8 @@ def test_ages_outside_plco_enrolment_are_flagged(age: float, warns: bool) -> Non
     ({"age": "62"}, "age"),
     ({"copd": "yes"}, "copd"),
     ({"cigarettes_per_day": 0}, "cigarettes_per_day"),
+    ({"cigarettes_per_day": 0.09}, "cigarettes_per_day"),  # below MIN_CIGARETTES_PER_DAY
+    ({"cigarettes_per_day": 4.45e-312}, "cigarettes_per_day"),  # a subnormal: (cpd / 10)^-1 would overflow
     ({"smoking_status": "unknown"}, "smoking_status"),
 ])
 def test_bad_input_names_the_field(overrides: dict[str, Any], field: str) -> None:

@@ -100,7 +100,7 @@ def test_annual_offsets_are_measured_from_due_window() -> None:
 def test_plco_bounds_come_from_the_input_model() -> None:
     b = rules.PLCO_BOUNDS
     assert (b["age"].low, b["age"].high) == (18.0, 100.0)
-    assert (b["cigarettes_per_day"].low, b["cigarettes_per_day"].low_inclusive) == (0.0, False)
+    assert (b["cigarettes_per_day"].low, b["cigarettes_per_day"].low_inclusive) == (0.1, True)
     assert (b["bmi"].low, b["bmi"].high) == (10.0, 100.0)
 
 
