@@ -1,4 +1,7 @@
-"""Domain types: immutable, validated on construction, units in names, every value with its source."""
+"""Domain types: immutable, validated on construction, units in names, every value with its source.
+
+Each is declared with :func:`risk.domain._value.value_type` (a frozen, slotted dataclass with a cheaper ``__init__``).
+"""
 
 from risk.domain.assessment import (
     Abstention,
