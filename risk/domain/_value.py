@@ -15,8 +15,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
-_FACTORY = object()
-"""The default of a parameter whose field has a ``default_factory`` (as in dataclasses' own ``__init__``)."""
+
+
+class _Factory:
+    """The default of a parameter whose field has a ``default_factory`` (as in dataclasses' own ``__init__``)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
