@@ -223,6 +223,15 @@ def latest_across_files(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat([*single, latest_per_role(several.lazy()).collect()])
 
 
+def stage_frame(resource_type: str, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """A stage's per-file outputs (of :func:`feature_stages` with ``reduce_per_file``) as one frame: the
+    Observations reduced across files (:func:`latest_across_files`), the other types concatenated."""
+    parts = [p for p in parts if p.width]
+    if resource_type == "Observation":
+        return latest_across_files(parts)
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
 def observation_features(latest: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
     """Latest facts (one per patient and role) → smoking, BMI, education and lab columns."""
 
@@ -442,12 +451,8 @@ def build_feature_table(source: BulkSource, *, as_of: date) -> BulkFeatures:
     for resource_type, (dtype, transform) in feature_stages(as_of, reduce_per_file=True).items():
         started = time.perf_counter()
         report = DecodeReport()
-        files = source.files(resource_type)
-        if resource_type == "Observation":
-            frames[resource_type] = latest_across_files(
-                [collect_resources([path], dtype, transform, report) for path in files])
-        else:
-            frames[resource_type] = collect_resources(files, dtype, transform, report)
+        parts = [collect_resources([path], dtype, transform, report) for path in source.files(resource_type)]
+        frames[resource_type] = stage_frame(resource_type, parts)
         out.notes.extend(report.notes(resource_type))
         out.bad_lines += report.count
         out.timings_s[resource_type] = time.perf_counter() - started

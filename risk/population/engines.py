@@ -44,9 +44,7 @@ class FeatureBuilder(Protocol):
 def local_features(source: BulkSource, as_of: date, given: Mapping[str, pl.DataFrame]) -> fb.BulkFeatures:
     """risk.features.bulk.build_feature_table in this process, skipping the stages in ``given``; files are decoded
     one at a time with each file's Observations reduced to its latest per patient and role (``reduce_per_file``),
-    then across files (``latest_across_files``), which bounds memory without changing the table."""
-    from risk.population.frames import collect_sequential
-
+    then across files (``stage_frame``), which bounds memory without changing the table."""
     out = fb.BulkFeatures(pl.DataFrame(schema=fb.FEATURE_SCHEMA))
     frames: dict[str, pl.DataFrame] = dict(given)
     for resource_type, (dtype, transform) in fb.feature_stages(as_of, reduce_per_file=True).items():
@@ -54,12 +52,8 @@ def local_features(source: BulkSource, as_of: date, given: Mapping[str, pl.DataF
             continue
         started = time.perf_counter()
         report = DecodeReport()
-        files = source.files(resource_type)
-        if resource_type == "Observation":
-            frames[resource_type] = fb.latest_across_files(
-                [collect_resources([path], dtype, transform, report) for path in files])
-        else:
-            frames[resource_type] = collect_sequential(files, dtype, transform, report)
+        parts = [collect_resources([path], dtype, transform, report) for path in source.files(resource_type)]
+        frames[resource_type] = fb.stage_frame(resource_type, parts)
         out.notes.extend(report.notes(resource_type))
         out.bad_lines += report.count
         out.timings_s[resource_type] = time.perf_counter() - started
@@ -123,12 +117,8 @@ class DaskFeatureBuilder:
             parts = []
             for frame, bad in self.client.gather(fs):
                 report.bad_lines.update(bad)
-                if frame.width:
-                    parts.append(frame)
-            if resource_type == "Observation":  # each file's already reduced to its latest per patient and role
-                frames[resource_type] = fb.latest_across_files(parts)
-            else:
-                frames[resource_type] = pl.concat(parts) if parts else pl.DataFrame()
+                parts.append(frame)
+            frames[resource_type] = fb.stage_frame(resource_type, parts)
             out.notes.extend(report.notes(resource_type))
             out.bad_lines += report.count
         out.timings_s["distributed_stages"] = time.perf_counter() - started
