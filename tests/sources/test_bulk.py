@@ -2,13 +2,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import orjson
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from risk.domain.provenance import NoteCode
-from risk.sources.bulk import BulkExport, DecodeReport, collect_resources, decode, ndjson_lines
+from risk.sources.bulk import (
+    BulkExport,
+    DecodeReport,
+    collect_resources,
+    decode,
+    duckdb_type,
+    ndjson_lines,
+    read_duckdb,
+)
 
 DTYPE = pl.Struct({"id": pl.String, "valueQuantity": pl.Struct({"value": pl.Float64})})
 
@@ -66,7 +74,7 @@ def test_no_files_gives_an_empty_frame() -> None:
     assert collect_resources([], DTYPE, lambda lf: lf).is_empty()
 
 
-# --- the two decoders: Arrow's reader (fast path) and the line idiom (robust path) give the same rows -----------
+# --- the two decoders: DuckDB's reader (fast path) and the line idiom (robust path) give the same rows ----------
 NESTED = pl.Struct({
     "id": pl.String, "subject": pl.Struct({"reference": pl.String}),
     "code": pl.Struct({"coding": pl.List(pl.Struct({"system": pl.String, "code": pl.String}))}),
@@ -81,52 +89,101 @@ SHAPES = [
     b'{"id":"d\\u00e9\\ud83d\\ude00","valueQuantity":{"value":123456789012345678901234567890}}',
     b'{"extra":{"deep":[1,{"z":[null,true]}]},"id":"e"}',
     b'{}',
+    b'{"id":5,"flags":[1,true],"valueQuantity":{"value":-0.5,"unit":null}}',  # number/boolean read as text by both
+    b'{"id":"f","valueQuantity":{"unit":"mg"},"code":{"coding":[{"code":null}]}}',
 ]
 
 
 def _both(path: Path, dtype: pl.Struct) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from risk.sources.bulk import read_arrow
-
-    return read_arrow(path, dtype).collect(), decode(ndjson_lines(path), dtype).collect()
+    return read_duckdb(path, dtype).collect(), decode(ndjson_lines(path), dtype).collect()
 
 
-def test_arrow_reader_and_line_idiom_agree_on_every_shape(tmp_path: Path) -> None:
+def test_duckdb_reader_and_line_idiom_agree_on_every_shape(tmp_path: Path) -> None:
     f = tmp_path / "Observation.ndjson"
     f.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(SHAPES) + b"\n\n  \n")  # BOM, CRLF and blank lines included
     fast, robust = _both(f, NESTED)
     assert fast.height == len(SHAPES)
+    assert fast.schema == robust.schema
     assert fast.to_dicts() == robust.to_dicts()
-    assert fast["id"].to_list() == ["a", "b", "c", "d\u00e9\U0001f600", "e", None]
+    assert fast["id"].to_list() == ["a", "b", "c", "d\u00e9\U0001f600", "e", None, "5", "f"]
 
 
 @pytest.mark.parametrize("line", [
-    b'{"id":5}',  # a number where the schema has a string: the line idiom reads "5"
     b'{"id":"a","id":"b"}',  # a duplicated key
-    b'{"flags":[1,2]}',  # numbers in a list of strings
+    b'{"valueQuantity":{"value":true}}',  # a boolean where the schema has a number: the line idiom reads 1.0
 ])
-def test_what_arrow_refuses_goes_the_robust_way_with_the_same_result(tmp_path: Path, line: bytes) -> None:
-    from risk.sources.bulk import read_arrow
-
+def test_what_duckdb_refuses_goes_the_robust_way_with_the_same_result(tmp_path: Path, line: bytes) -> None:
     f = tmp_path / "Observation.ndjson"
     f.write_bytes(SHAPES[0] + b"\n" + line + b"\n")
-    with pytest.raises(pa.ArrowInvalid):
-        read_arrow(f, NESTED).collect()
+    with pytest.raises(duckdb.Error):
+        read_duckdb(f, NESTED).collect()
     report = DecodeReport()
     got = collect_resources([f], NESTED, lambda lf: lf, report)
     assert got.to_dicts() == decode(ndjson_lines(f), NESTED).collect().to_dicts()
     assert got.height == 2 and report.count == 0
 
 
-def test_a_resource_larger_than_an_arrow_block_is_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("line", [
+    b'{"id":"x","valueQuantity":{"value":"17"}}',  # a number as a JSON string (DuckDB alone would cast it)
+    b'{"id":"x","valueQuantity":{"value":NaN}}',
+    b'{"id":"x","valueQuantity":{"value":1e400}}',  # overflows to infinity
+    b'{"id":"x","valueQuantity":{"value":[1]}}',
+])
+def test_a_number_field_holding_anything_but_a_finite_number_is_a_bad_line(tmp_path: Path, line: bytes) -> None:
+    f = tmp_path / "Observation.ndjson"
+    f.write_bytes(SHAPES[0] + b"\n" + line + b"\n" + SHAPES[1] + b"\n")
+    with pytest.raises(duckdb.Error):
+        read_duckdb(f, NESTED).collect()
+    report = DecodeReport()
+    got = collect_resources([f], NESTED, lambda lf: lf.select("id"), report)
+    assert got["id"].to_list() == ["a", "b"]
+    assert list(report.bad_lines.values()) == [[2]]
+
+
+def test_what_only_duckdb_accepts(tmp_path: Path) -> None:
+    """The documented leniency of the fast path: a trailing comma, and an object where a string is expected (read
+    as its JSON text, which no rule matches)."""
+    f = tmp_path / "Observation.ndjson"
+    f.write_bytes(b'{"id":"a","flags":["p",],}\n{"id":{"value":"x"},"subject":{"reference":["Patient/1"]}}\n')
+    got = read_duckdb(f, NESTED).collect()
+    assert got["flags"].to_list() == [["p"], None]
+    assert got["id"].to_list() == ["a", '{"value":"x"}']
+    assert got["subject"].struct.field("reference").to_list() == [None, '["Patient/1"]']
+
+
+def test_checked_fields_inside_lists_and_integers_and_booleans(tmp_path: Path) -> None:
+    dtype = pl.Struct({"n": pl.List(pl.Struct({"v": pl.Float64, "k": pl.Int64, "b": pl.Boolean})), "s": pl.String})
+    f = tmp_path / "X.ndjson"
+    f.write_bytes(b'{"n":[{"v":1,"k":2,"b":true},{"v":null},{}],"s":"x"}\n{"n":null}\n{"n":[]}\n')
+    fast, robust = _both(f, dtype)
+    assert fast.schema == robust.schema and fast.to_dicts() == robust.to_dicts()
+    assert fast["n"].to_list()[0] == [{"v": 1.0, "k": 2, "b": True}, {"v": None, "k": None, "b": None},
+                                      {"v": None, "k": None, "b": None}]
+    for bad in (b'{"n":[{"k":1.5}]}', b'{"n":[{"b":"yes"}]}', b'{"n":[{"v":"1"}]}'):
+        f.write_bytes(bad + b"\n")
+        with pytest.raises(duckdb.Error, match="has a JSON value of another type"):
+            read_duckdb(f, dtype).collect()
+
+
+def test_a_resource_larger_than_the_duckdb_limit_is_still_read(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import risk.sources.bulk as bulk
 
-    monkeypatch.setattr(bulk, "ARROW_BLOCK_BYTES", 4096)
-    big = orjson.dumps({"id": "big", "text": {"div": "x" * 20_000}})
+    monkeypatch.setattr(bulk, "MAX_RESOURCE_BYTES", 16 << 20)  # DuckDB's smallest limit
+    big = orjson.dumps({"id": "big", "text": {"div": "x" * (40 << 20)}})
     f = tmp_path / "Observation.ndjson"
     f.write_bytes(b"\n".join([SHAPES[1], big, SHAPES[4]]) + b"\n")
-    with pytest.raises(pa.ArrowInvalid):
-        bulk.read_arrow(f, NESTED).collect()
+    with pytest.raises(duckdb.Error):
+        bulk.read_duckdb(f, NESTED).collect()
     assert collect_resources([f], NESTED, lambda lf: lf.select("id"))["id"].to_list() == ["b", "big", "e"]
+
+
+def test_a_refused_file_is_logged_without_its_content(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "Observation.ndjson"
+    f.write_bytes(b'{"id":"SECRET-NAME","id":"b"}\n')  # DuckDB's error message quotes the line
+    with caplog.at_level("DEBUG", logger="risk.sources.bulk"):
+        collect_resources([f], NESTED, lambda lf: lf)
+    assert "refused" in caplog.text and "SECRET-NAME" not in caplog.text
 
 
 def test_empty_and_blank_files_give_no_rows(tmp_path: Path) -> None:
@@ -138,14 +195,16 @@ def test_empty_and_blank_files_give_no_rows(tmp_path: Path) -> None:
     assert got["id"].to_list() == ["b"] and report.count == 0
 
 
-def test_every_field_type_of_the_decode_schemas_maps_to_arrow() -> None:
+def test_every_field_type_of_the_decode_schemas_maps_to_duckdb(tmp_path: Path) -> None:
     from risk.features import bulk as fb
     from risk.population import frames
-    from risk.sources.bulk import arrow_type
 
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
     for dtype in (fb.PATIENT_DTYPE, fb.OBSERVATION_DTYPE, fb.CONDITION_DTYPE, fb.FAMILY_DTYPE, fb.IMAGING_DTYPE,
                   frames.PATIENT_EXTRA_DTYPE, frames.STUDY_DTYPE, frames.ORDER_DTYPE, frames.APPOINTMENT_DTYPE,
                   frames.PROCEDURE_DTYPE):
-        assert isinstance(arrow_type(dtype), pa.StructType)
+        assert read_duckdb(empty, dtype).collect_schema() == pl.Schema(dict(zip(
+            [f.name for f in dtype.fields], [f.dtype for f in dtype.fields], strict=True)))
     with pytest.raises(TypeError, match='"dtype"'):
-        arrow_type(pl.Date)
+        duckdb_type(pl.Date)
