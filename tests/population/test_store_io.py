@@ -61,6 +61,25 @@ def test_a_failed_copy_leaves_the_old_rows_and_indexes(pg_db: Database, monkeypa
         assert conn.execute(text("SELECT count(*) FROM population_exam")).scalar() == 10
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize(("held", "added", "rebuilt"), [(0, 6, True), (5, 6, True), (6, 6, False), (0, 4, False)])
+def test_insert_frame_rebuilds_the_indexes_only_for_a_large_insert_into_a_smaller_table(
+        pg_db: Database, monkeypatch: pytest.MonkeyPatch, held: int, added: int, rebuilt: bool) -> None:
+    monkeypatch.setattr(store_io, "REBUILD_INDEXES_ROWS", 5)
+    calls: list[str] = []
+    real = store_io._indexes_rebuilt
+    monkeypatch.setattr(store_io, "_indexes_rebuilt", lambda conn, name: (calls.append(name), real(conn, name))[1])
+    with pg_db.engine.begin() as conn:
+        before = (conn.execute(text(INDEX_SQL)).all(), conn.execute(text(CONSTRAINT_SQL)).all())
+        store_io.insert_frame(conn, "population_exam", _exams(held))
+        calls.clear()
+        assert store_io.insert_frame(conn, "population_exam", _exams(added, first=100)) == added
+        after = (conn.execute(text(INDEX_SQL)).all(), conn.execute(text(CONSTRAINT_SQL)).all())
+        assert conn.execute(text("SELECT count(*) FROM population_exam")).scalar() == held + added
+    assert calls == (["population_exam"] if rebuilt else [])
+    assert after == before
+
+
 def test_replace_table_on_sqlite(sqlite_db: Database) -> None:
     with sqlite_db.engine.begin() as conn:
         store_io.replace_table(conn, "population_exam", _exams(4))
