@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from risk.assess.policy import DEFAULT_POLICY
@@ -36,26 +36,26 @@ def adherence(session: Session, sites: Sequence[str], *, today: date, lost_after
     due = and_(WorklistItem.site.in_(sites), WorklistItem.kind.in_(FOLLOW_UP_KINDS),
                WorklistItem.due_date.is_not(None), WorklistItem.due_date <= today,
                or_(WorklistItem.closed_reason.is_(None), WorklistItem.closed_reason != "superseded"))
-    rows = session.execute(select(WorklistItem.completed_date, WorklistItem.overdue_after).where(due)).all()
+    completed, overdue_after = WorklistItem.completed_date, WorklistItem.overdue_after
+    status = case(
+        (and_(completed.is_not(None), or_(overdue_after.is_(None), completed <= overdue_after)), "on_time"),
+        (completed.is_not(None), "late"),
+        (overdue_after < today - timedelta(days=lost_after_days), "lost"),
+        else_="open")
     out = {"on_time": 0, "late": 0, "lost": 0, "open": 0}
-    for completed, overdue_after in rows:
-        if completed is not None:
-            out["on_time" if overdue_after is None or completed <= overdue_after else "late"] += 1
-        elif overdue_after is not None and today > overdue_after + timedelta(days=lost_after_days):
-            out["lost"] += 1
-        else:
-            out["open"] += 1
+    for name, n in session.execute(select(status, func.count()).where(due).group_by(status)):
+        out[name] = int(n)
     return out
 
 
 def uptake(session: Session, sites: Sequence[str], *, today: date,
            stale_ct_days: int = DEFAULT_POLICY.stale_ct_days) -> dict[str, int]:
     eligible = and_(PopulationPatient.site.in_(sites), PopulationPatient.eligible_any.is_(True))
-    total = session.scalar(select(func.count()).where(eligible)) or 0
-    screened = session.scalar(select(func.count()).where(eligible, PopulationPatient.last_chest_ct.is_not(None))) or 0
-    recent = session.scalar(select(func.count()).where(
-        eligible, PopulationPatient.last_chest_ct >= today - timedelta(days=stale_ct_days))) or 0
-    return {"eligible": int(total), "ever_screened": int(screened), "up_to_date": int(recent)}
+    total, screened, recent = session.execute(select(
+        func.count(), func.count().filter(PopulationPatient.last_chest_ct.is_not(None)),
+        func.count().filter(PopulationPatient.last_chest_ct >= today - timedelta(days=stale_ct_days)),
+    ).where(eligible)).one()
+    return {"eligible": int(total or 0), "ever_screened": int(screened or 0), "up_to_date": int(recent or 0)}
 
 
 def site_stats(session: Session, sites: Sequence[str], *, today: date, lost_after_days: int) -> dict[str, Any]:

@@ -146,24 +146,40 @@ COLUMNS: Final = ("item_id", "patient_id", "name", "mrn", "phone", "site", "age_
                   "study_uid", "completed_date", "disposition", "disposition_reason", "deferred_until")
 
 
-def _select(session: Session, queue: Queue, filt: WorklistFilter, today: date) -> Select[Any]:
-    days = days_overdue_expr(session, today)
+def _select(session: Session, queue: Queue, filt: WorklistFilter, today: date, *, limit: int | None = None,
+            offset: int = 0) -> Select[Any]:
+    """The queue's rows in priority order (``limit``/``offset``: one page of them).
+
+    The items are ranked (and a page cut) before the patients' columns are joined: joining first made PostgreSQL
+    look up the patient of every item in the queue for a page of 50 (1.2 s for a queue of 184k)."""
     prio = priority_expr(session, today)
-    stmt: Any = (
-        select(WorklistItem.id, WorklistItem.patient_id, PopulationPatient.name, PopulationPatient.mrn,
-               PopulationPatient.phone, WorklistItem.site, PopulationPatient.age_years, WorklistItem.kind,
-               WorklistItem.text, WorklistItem.guideline, WorklistItem.category, WorklistItem.programs,
-               WorklistItem.window_start, WorklistItem.due_date, WorklistItem.overdue_after, days.label("days"),
-               WorklistItem.risk, PopulationPatient.risk_source, prio.label("priority"), WorklistItem.loop_state,
-               WorklistItem.order_ref, WorklistItem.scheduled_date, WorklistItem.study_uid,
-               WorklistItem.completed_date, WorklistItem.disposition, WorklistItem.disposition_reason,
-               WorklistItem.deferred_until)
-        .join(PopulationPatient, PopulationPatient.patient_id == WorklistItem.patient_id, isouter=True)
+    ranked: Any = (
+        select(WorklistItem.id, WorklistItem.patient_id, WorklistItem.site, WorklistItem.kind, WorklistItem.text,
+               WorklistItem.guideline, WorklistItem.category, WorklistItem.programs, WorklistItem.window_start,
+               WorklistItem.due_date, WorklistItem.overdue_after, days_overdue_expr(session, today).label("days"),
+               WorklistItem.risk, prio.label("priority"), WorklistItem.loop_state, WorklistItem.order_ref,
+               WorklistItem.scheduled_date, WorklistItem.study_uid, WorklistItem.completed_date,
+               WorklistItem.disposition, WorklistItem.disposition_reason, WorklistItem.deferred_until)
         .where(queue_condition(queue, today), visible_condition(filt, today))
-        .order_by(prio.desc(), WorklistItem.due_date.asc().nulls_last(), func.coalesce(WorklistItem.risk, 0).desc(),
-                  WorklistItem.id.asc())
+    )
+    if limit is not None:
+        ranked = ranked.order_by(*_priority_order(ranked.selected_columns)).limit(limit).offset(offset)
+    i = ranked.subquery("ranked")
+    stmt: Any = (
+        select(i.c.id, i.c.patient_id, PopulationPatient.name, PopulationPatient.mrn, PopulationPatient.phone,
+               i.c.site, PopulationPatient.age_years, i.c.kind, i.c.text, i.c.guideline, i.c.category, i.c.programs,
+               i.c.window_start, i.c.due_date, i.c.overdue_after, i.c.days, i.c.risk, PopulationPatient.risk_source,
+               i.c.priority, i.c.loop_state, i.c.order_ref, i.c.scheduled_date, i.c.study_uid, i.c.completed_date,
+               i.c.disposition, i.c.disposition_reason, i.c.deferred_until)
+        .join(PopulationPatient, PopulationPatient.patient_id == i.c.patient_id, isouter=True)
+        .order_by(*_priority_order(i.c))
     )
     return stmt
+
+
+def _priority_order(c: Any) -> list[ColumnElement[Any]]:
+    """The documented order: priority, then the earliest due date, the highest risk, the oldest item."""
+    return [c.priority.desc(), c.due_date.asc().nulls_last(), func.coalesce(c.risk, 0).desc(), c.id.asc()]
 
 
 def _row(r: Sequence[Any], today: date) -> dict[str, Any]:
@@ -206,12 +222,10 @@ def page(session: Session, queue: Queue, filt: WorklistFilter, *, today: date, p
         raise InvalidInput("page", f"must be ≥ 1, got {page_number}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput("page_size", f"must be 1-{MAX_PAGE_SIZE}, got {page_size}")
-    stmt = _select(session, queue, filt, today)
-    total = session.scalar(select(func.count()).select_from(
-        select(WorklistItem.id).join(PopulationPatient, PopulationPatient.patient_id == WorklistItem.patient_id,
-                                     isouter=True)
-        .where(queue_condition(queue, today), visible_condition(filt, today)).subquery())) or 0
-    rows = session.execute(stmt.limit(page_size).offset((page_number - 1) * page_size)).all()
+    stmt = _select(session, queue, filt, today, limit=page_size, offset=(page_number - 1) * page_size)
+    total = session.scalar(select(func.count(WorklistItem.id)).where(queue_condition(queue, today),
+                                                                     visible_condition(filt, today))) or 0
+    rows = session.execute(stmt).all()
     return WorklistPage(queue=queue, rows=[_row(r, today) for r in rows], total=int(total), page=page_number,
                         page_size=page_size)
 
@@ -240,9 +254,8 @@ def csv_lines(session: Session, queue: Queue, filt: WorklistFilter, *, today: da
 
 
 def queue_counts(session: Session, sites: Sequence[str], *, today: date) -> dict[str, int]:
+    """Items per queue (one pass over the sites' items)."""
     filt = WorklistFilter(sites=tuple(sites))
-    out = {}
-    for queue in Queue:
-        out[queue.value] = int(session.scalar(select(func.count(WorklistItem.id)).where(
-            queue_condition(queue, today), visible_condition(filt, today))) or 0)
-    return out
+    counts = session.execute(select(*(func.count(WorklistItem.id).filter(queue_condition(queue, today))
+                                      for queue in Queue)).where(visible_condition(filt, today))).one()
+    return {queue.value: int(n or 0) for queue, n in zip(Queue, counts, strict=True)}
