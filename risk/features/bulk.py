@@ -2,9 +2,9 @@
 
 The population path of the one mapping in risk/features/rules.py: the same code sets, unit tables,
 ranges, date rule, "most recent wins" order and smoking reconciliation as the per-patient path
-(risk/extract), written as polars expressions so a million patients take seconds, not hours. Lines
-are read and decoded as reference/performance.md §4 measured best (risk/sources/bulk.py); only the
-fields the rules read are decoded.
+(risk/extract), written as polars expressions so a million patients take seconds, not hours. Files
+are decoded by risk/sources/bulk.py (DuckDB's NDJSON reader, the line idiom of reference/performance.md §4
+for what it refuses); only the fields the rules read are decoded.
 
 What the polars path does not reproduce (documented, not needed for features): notes per resource
 (bad lines are counted and reported per file instead), duplicate detection, the conflict texts, and

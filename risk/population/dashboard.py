@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any, Final
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from risk.assess.policy import DEFAULT_POLICY
@@ -48,21 +48,38 @@ def adherence(session: Session, sites: Sequence[str], *, today: date, lost_after
     return out
 
 
+def uptake_by_site(session: Session | Connection, *, today: date, sites: Sequence[str] | None = None,
+                   stale_ct_days: int = DEFAULT_POLICY.stale_ct_days) -> dict[str, dict[str, int]]:
+    """Screening uptake per site (every site with patients, or only ``sites``), in one pass over the patients."""
+    eligible = PopulationPatient.eligible_any.is_(True)
+    stmt = select(
+        PopulationPatient.site, func.count().filter(eligible),
+        func.count().filter(eligible, PopulationPatient.last_chest_ct.is_not(None)),
+        func.count().filter(eligible, PopulationPatient.last_chest_ct >= today - timedelta(days=stale_ct_days)),
+    ).group_by(PopulationPatient.site)
+    if sites is not None:
+        stmt = stmt.where(PopulationPatient.site.in_(sites))
+    return {site: {"eligible": int(total or 0), "ever_screened": int(screened or 0), "up_to_date": int(recent or 0)}
+            for site, total, screened, recent in session.execute(stmt) if site}
+
+
 def uptake(session: Session, sites: Sequence[str], *, today: date,
            stale_ct_days: int = DEFAULT_POLICY.stale_ct_days) -> dict[str, int]:
-    eligible = and_(PopulationPatient.site.in_(sites), PopulationPatient.eligible_any.is_(True))
-    total, screened, recent = session.execute(select(
-        func.count(), func.count().filter(PopulationPatient.last_chest_ct.is_not(None)),
-        func.count().filter(PopulationPatient.last_chest_ct >= today - timedelta(days=stale_ct_days)),
-    ).where(eligible)).one()
-    return {"eligible": int(total or 0), "ever_screened": int(screened or 0), "up_to_date": int(recent or 0)}
+    """Screening uptake over ``sites`` together."""
+    out = {"eligible": 0, "ever_screened": 0, "up_to_date": 0}
+    for figures in uptake_by_site(session, today=today, sites=sites, stale_ct_days=stale_ct_days).values():
+        for k, v in figures.items():
+            out[k] += v
+    return out
 
 
-def site_stats(session: Session, sites: Sequence[str], *, today: date, lost_after_days: int) -> dict[str, Any]:
-    """The dashboard figures for ``sites`` (stored per site in each run record)."""
+def site_stats(session: Session, sites: Sequence[str], *, today: date, lost_after_days: int,
+               uptake_figures: dict[str, int] | None = None) -> dict[str, Any]:
+    """The dashboard figures for ``sites`` (stored per site in each run record); ``uptake_figures``: already
+    counted (a population run counts them on the connection that writes the patients)."""
     return {"queues": queue_counts(session, sites, today=today),
             "adherence": adherence(session, sites, today=today, lost_after_days=lost_after_days),
-            "uptake": uptake(session, sites, today=today)}
+            "uptake": uptake_figures if uptake_figures is not None else uptake(session, sites, today=today)}
 
 
 def all_sites(session: Session) -> list[str]:

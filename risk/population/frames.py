@@ -1,6 +1,6 @@
 """What population scoring reads from a Bulk export besides the feature table (risk.features.bulk).
 
-Decoded as risk/sources/bulk.py does (lines + ``str.json_decode`` of only the fields needed; bad lines skipped and
+Decoded as risk/sources/bulk.py does (only the fields needed, with DuckDB's reader; bad lines skipped and
 counted): the Patient's site, MRN, display name and phone; every ImagingStudy (for the chest-CT rules of
 risk.assess.policy and the closed loop); chest-CT ServiceRequests and Appointments (orders and scheduling in the
 closed loop); shared-decision-making visits (HCPCS G0296, as a ServiceRequest or Procedure).

@@ -10,12 +10,14 @@
    from the PACS first (risk.imaging.pipeline), so new results reach this run.
 5. Scoring (risk.population.scoring) on the configured engine, with the stored per-patient nodule results whose
    input digest is unchanged, and the fusion model when ``models.version`` names one.
-6. One transaction: the per-patient results and nodule categories are replaced, the nodule cache updated, the
-   worklist items merged (risk.population.items; PostgreSQL: the item table is locked against concurrent
-   coordinator writes for the merge), each state change recorded as an event, and the run record completed with
-   counts, per-site dashboard figures (risk.population.dashboard), model versions and timings. On PostgreSQL the
-   registry's exam rows are copied meanwhile on a second connection (two backends at work), in a transaction of
-   their own that commits right after this one and is rolled back if it fails; readers of those rows wait for it.
+6. One transaction: the nodule categories are replaced (SQLite: the per-patient results and exam rows too), the
+   nodule cache updated, the worklist items merged (risk.population.items; PostgreSQL: the item table is locked
+   against concurrent coordinator writes for the merge), each state change recorded as an event, and the run
+   record completed with counts, per-site dashboard figures (risk.population.dashboard), model versions and
+   timings. On PostgreSQL the per-patient results (then their screening uptake per site, for the run's figures)
+   and the registry's exam rows are copied meanwhile on connections of their own (three backends at work), in
+   transactions that commit right after this one and are rolled back if it fails; readers of those rows wait for
+   them.
 """
 
 from __future__ import annotations
@@ -306,41 +308,55 @@ def _store(settings: Settings, db: Database, summary: RunSummary, scores: Popula
     candidates = items.candidate_items(scores, as_of=as_of, due_soon_days=settings.population.due_soon_days)
     lap("candidates")
     reported = pl.Series("uid", sorted(scores.reported_uids), dtype=pl.String)
-    exams: store_io.ConcurrentReplace | None = None
+    patients = scores.patients.with_columns(run_id=pl.lit(run_id))
+    writers: list[store_io.ConcurrentReplace] = []
     try:
         with db.session() as s:
             conn = s.connection()
-            tables = [("population_patient", scores.patients), ("population_nodule", scores.nodules)]
             if conn.dialect.name == "postgresql":
                 conn.execute(text("LOCK TABLE worklist_item IN SHARE ROW EXCLUSIVE MODE"))
-                # The registry's exam rows (millions; nothing below reads them) are copied on a second connection
-                # meanwhile, and committed right after this transaction.
-                exams = store_io.ConcurrentReplace(db.engine, "population_exam", scores.exams)
+                # The patients (with their screening uptake per site, counted where the new rows are visible) and
+                # the registry's exam rows are copied on connections of their own meanwhile (nothing below reads
+                # those tables), and committed right after this transaction.
+                patient_writer = store_io.ConcurrentReplace(
+                    db.engine, "population_patient", patients,
+                    then=lambda c: dashboard.uptake_by_site(c, today=as_of))
+                writers = [patient_writer, store_io.ConcurrentReplace(db.engine, "population_exam", scores.exams)]
+
+                def uptake() -> dict[str, dict[str, int]]:
+                    patient_writer.join()
+                    lap("patient_wait")
+                    result: dict[str, dict[str, int]] = patient_writer.result
+                    return result
             else:
-                tables.append(("population_exam", scores.exams))
-            for name, frame in tables:
-                store_io.replace_table(conn, name, frame.with_columns(run_id=pl.lit(run_id)))
-                lap(name.removeprefix("population_"))
+                store_io.replace_table(conn, "population_patient", patients)
+                store_io.replace_table(conn, "population_exam", scores.exams)
+
+                def uptake() -> dict[str, dict[str, int]]:
+                    return dashboard.uptake_by_site(s, today=as_of)
+            store_io.replace_table(conn, "population_nodule", scores.nodules.with_columns(run_id=pl.lit(run_id)))
+            lap("nodule")
             counts = _store_worklist(settings, s, summary, scores, nodule_cache, described, inputs_extra, options,
-                                     candidates, reported, lap, now)
-            if exams is not None:
-                exams.join()
-                lap("exam_wait")
+                                     candidates, reported, uptake, lap, now)
+            for writer in writers:
+                writer.join()
+            lap("exam_wait")
     except BaseException:
-        if exams is not None:
-            exams.finish(commit=False)
+        for writer in writers:
+            writer.finish(commit=False)
         raise
-    if exams is not None:
-        exams.finish(commit=True)
+    for writer in writers:
+        writer.finish(commit=True)
     return counts
 
 
 def _store_worklist(settings: Settings, s: Session, summary: RunSummary, scores: PopulationScores,
                     nodule_cache: dict[str, tuple[str, dict[str, Any]]], described: dict[str, Any],
                     inputs_extra: dict[str, Any], options: RunOptions, candidates: pl.DataFrame, reported: pl.Series,
-                    lap: Callable[[str], None], now: datetime) -> dict[str, Any]:
+                    uptake: Callable[[], dict[str, dict[str, int]]], lap: Callable[[str], None], now: datetime
+                    ) -> dict[str, Any]:
     """The rest of the run's transaction: the nodule cache, the worklist items and their events, the statistics and
-    the run record."""
+    the run record. ``uptake``: the screening uptake per site of the patients just written (every site)."""
     run_id, as_of = summary.run_id, options.as_of
     conn = s.connection()
     changed = [(pid, d, r) for pid, (d, r) in scores.nodule_results.items()
@@ -373,10 +389,10 @@ def _store_worklist(settings: Settings, s: Session, summary: RunSummary, scores:
         store_io.insert_frame(conn, "worklist_event", ev)
     s.flush()
     lap("items")
-    sites = dashboard.all_sites(s)
-    per_site = {site: dashboard.site_stats(s, [site], today=as_of,
-                                           lost_after_days=settings.population.lost_after_days)
-                for site in sites}
+    by_site = uptake()
+    per_site = {site: dashboard.site_stats(s, [site], today=as_of, lost_after_days=settings.population.lost_after_days,
+                                           uptake_figures=figures)
+                for site, figures in sorted(by_site.items())}
     counts: dict[str, Any] = {**scores.counts(), "worklist_new": inserts.height, "worklist_updated":
                               sum(f.height for f in updates), "events": events.height, "sites": per_site,
                               "queues": _sum_queues(per_site.values())}

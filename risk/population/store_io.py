@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -98,6 +98,11 @@ def _holds_fewer_rows(conn: Connection, name: str, n: int) -> bool:
     return int(held) < n
 
 
+INDEX_BUILD_MEMORY: Final = "256MB"
+"""``maintenance_work_mem`` for the index rebuilds (this transaction only): PostgreSQL's default 64 MB sorts a
+million keys on disk and leaves no room for a parallel worker (each needs 32 MB)."""
+
+
 def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
     """Replace every row of ``name`` by ``frame``'s, in the caller's transaction. PostgreSQL: ``TRUNCATE`` (no dead
     rows to vacuum after replacing a million; readers wait for the commit) then :func:`insert_frame` (into the
@@ -111,7 +116,8 @@ def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
 
 class ConcurrentReplace:
     """:func:`replace_table` on a second PostgreSQL connection, in a thread, while the caller's transaction writes
-    other tables: two backends COPY at once. Its transaction stays open until :meth:`finish`; the caller joins it
+    other tables: two backends COPY at once. ``then`` runs next on the same connection and transaction (it sees the
+    new rows; its result is :attr:`result`). The transaction stays open until :meth:`finish`; the caller joins it
     (:meth:`join`, which re-raises its error) before committing its own, then commits or rolls it back.
 
     Deadlock-free only when the caller's transaction never touches ``name`` (it would wait for this one's lock
@@ -119,25 +125,30 @@ class ConcurrentReplace:
     before this is started (a population run locks ``worklist_item`` first).
     """
 
-    def __init__(self, engine: Engine, name: str, frame: pl.DataFrame) -> None:
+    def __init__(self, engine: Engine, name: str, frame: pl.DataFrame,
+                 then: Callable[[Connection], Any] | None = None) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError(f"ConcurrentReplace needs PostgreSQL, not {engine.dialect.name}")
         self.name = name
         self._conn = engine.connect()
         self._tx = self._conn.begin()
+        self._then = then
         self._error: BaseException | None = None
         self.rows = 0
+        self.result: Any = None
         self._thread = threading.Thread(target=self._run, args=(frame,), name=f"replace-{name}", daemon=True)
         self._thread.start()
 
     def _run(self, frame: pl.DataFrame) -> None:
         try:
             self.rows = replace_table(self._conn, self.name, frame)
+            if self._then is not None:
+                self.result = self._then(self._conn)
         except BaseException as exc:  # re-raised by join(), in the caller's thread
             self._error = exc
 
     def join(self) -> int:
-        """Wait for the rows to be written (not committed); returns how many."""
+        """Wait for the rows to be written (not committed) and ``then`` to return; returns how many rows."""
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -171,6 +182,7 @@ def _indexes_rebuilt(conn: Connection, name: str) -> Iterator[None]:
     for index, _definition in indexes:
         conn.execute(text(f'DROP INDEX "{index}"'))
     yield
+    conn.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
     for con, definition in constraints:
         conn.execute(text(f'ALTER TABLE {name} ADD CONSTRAINT "{con}" {definition}'))
     for _index, definition in indexes:

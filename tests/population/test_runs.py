@@ -103,22 +103,29 @@ def test_a_failed_run_is_recorded(sqlite_db: Database, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_exam_rows_commit_with_the_run_on_postgresql(pg_db: Database, cohort: Path, cohort_as_of: date,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The exam rows are copied on a second connection (risk.population.store_io.ConcurrentReplace): they are
-    stored with a complete run and left as they were by a run whose own transaction fails."""
+def test_patient_and_exam_rows_commit_with_the_run_on_postgresql(pg_db: Database, cohort: Path, cohort_as_of: date,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patient and exam rows are copied on connections of their own (risk.population.store_io.ConcurrentReplace):
+    they are stored with a complete run (whose uptake figures, counted on the patients' connection, equal the
+    dashboard's) and left as they were by a run whose own transaction fails."""
     from sqlalchemy import func
 
-    from risk.population import runs
-    from risk.store.population import PopulationExam
+    from risk.population import dashboard, runs
+    from risk.store.population import PopulationExam, PopulationPatient
 
     settings = load_settings(store={"url": pg_db.url})
     options = RunOptions(as_of=cohort_as_of, folder=cohort / "fhir" / "ndjson")
-    run_population(settings, pg_db, options)
+    summary = run_population(settings, pg_db, options)
     with pg_db.session() as s:
         stored = s.scalar(select(func.count()).select_from(PopulationExam))
+        patients = s.scalar(select(func.count()).select_from(PopulationPatient))
+        sites = dashboard.all_sites(s)
+        figures = {site: dashboard.uptake(s, [site], today=cohort_as_of) for site in sites}
         s.execute(PopulationExam.__table__.update().values(exam_kind="marked"))
-    assert stored and stored > 100
+        s.execute(PopulationPatient.__table__.update().values(phone="marked"))
+    assert stored and stored > 100 and patients == summary.counts["patients"]
+    assert sites and {site: summary.counts["sites"][site]["uptake"] for site in sites} == figures
+    assert sum(f["eligible"] for f in figures.values()) > 0
 
     def fail(*_args: object, **_kw: object) -> None:
         raise RuntimeError("worklist step failed")
@@ -128,8 +135,9 @@ def test_exam_rows_commit_with_the_run_on_postgresql(pg_db: Database, cohort: Pa
         run_population(settings, pg_db, options)
     with pg_db.session() as s:
         kinds = set(s.scalars(select(PopulationExam.exam_kind).distinct()))
+        phones = set(s.scalars(select(PopulationPatient.phone).distinct()))
         statuses = [r.status for r in s.scalars(select(PopulationRun).order_by(PopulationRun.started_at))]
-    assert kinds == {"marked"} and statuses == ["complete", "failed"]
+    assert kinds == {"marked"} and phones == {"marked"} and statuses == ["complete", "failed"]
 
 
 def test_one_bad_line_does_not_sink_the_run(sqlite_db: Database, tmp_path: Path) -> None:

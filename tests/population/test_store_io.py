@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from risk.population import store_io
 from risk.store.db import Database
@@ -68,7 +69,12 @@ def test_insert_frame_rebuilds_the_indexes_only_for_a_large_insert_into_a_smalle
     monkeypatch.setattr(store_io, "REBUILD_INDEXES_ROWS", 5)
     calls: list[str] = []
     real = store_io._indexes_rebuilt
-    monkeypatch.setattr(store_io, "_indexes_rebuilt", lambda conn, name: (calls.append(name), real(conn, name))[1])
+
+    def counted(conn: Connection, name: str) -> Any:
+        calls.append(name)
+        return real(conn, name)
+
+    monkeypatch.setattr(store_io, "_indexes_rebuilt", counted)
     with pg_db.engine.begin() as conn:
         before = (conn.execute(text(INDEX_SQL)).all(), conn.execute(text(CONSTRAINT_SQL)).all())
         store_io.insert_frame(conn, "population_exam", _exams(held))
