@@ -37,6 +37,9 @@ from risk.sources.bulk import BulkSource, DecodeReport, Transform, collect_resou
 CODING: Final = pl.Struct({"system": pl.String, "code": pl.String})
 CONCEPT: Final = pl.Struct({"coding": pl.List(CODING)})
 REFERENCE: Final = pl.Struct({"reference": pl.String})
+MODALITY: Final = pl.Struct({"code": pl.String})
+"""An ImagingStudy modality Coding: only its code is read (the rules match the DICOM code alone; not decoding the
+system saves a tenth of the ImagingStudy decode)."""
 
 PATIENT_DTYPE: Final = pl.Struct({
     "id": pl.String, "gender": pl.String, "birthDate": pl.String,
@@ -63,8 +66,8 @@ FAMILY_DTYPE: Final = pl.Struct({
 IMAGING_DTYPE: Final = pl.Struct({
     "status": pl.String, "subject": REFERENCE, "started": pl.String,
     "identifier": pl.List(pl.Struct({"system": pl.String, "value": pl.String})),
-    "modality": pl.List(CODING),
-    "series": pl.List(pl.Struct({"modality": CODING})),
+    "modality": pl.List(MODALITY),
+    "series": pl.List(pl.Struct({"modality": MODALITY})),
 })
 
 _MISSING_UNIT: Final = "\x00missing"

@@ -49,7 +49,7 @@ PATIENT_EXTRA_DTYPE: Final = pl.Struct({
 STUDY_DTYPE: Final = pl.Struct({
     "status": pl.String, "subject": REFERENCE, "started": pl.String, "description": pl.String,
     "identifier": pl.List(pl.Struct({"system": pl.String, "value": pl.String})),
-    "modality": pl.List(CODING), "series": pl.List(pl.Struct({"modality": CODING})),
+    "modality": pl.List(fb.MODALITY), "series": pl.List(pl.Struct({"modality": fb.MODALITY})),
     "basedOn": pl.List(REFERENCE),
 })
 ORDER_DTYPE: Final = pl.Struct({

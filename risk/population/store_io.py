@@ -99,8 +99,8 @@ def _holds_fewer_rows(conn: Connection, name: str, n: int) -> bool:
 
 
 INDEX_BUILD_MEMORY: Final = "256MB"
-"""``maintenance_work_mem`` for the index rebuilds (this transaction only): PostgreSQL's default 64 MB sorts a
-million keys on disk and leaves no room for a parallel worker (each needs 32 MB)."""
+"""``maintenance_work_mem`` for the index rebuilds (this transaction only): with PostgreSQL's default of 64 MB a
+build gets at most one parallel worker (each participant needs 32 MB) and sorts larger key sets on disk."""
 
 
 def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
