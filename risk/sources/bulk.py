@@ -16,9 +16,9 @@ schema inference on an export (≈ 37 GiB for 10M lines, reference/performance.m
   whole file, which then goes the robust way: invalid JSON, a duplicated key, a resource over
   ``MAX_RESOURCE_BYTES``, and (checked in its query, :func:`duckdb_select`) a number or boolean field holding
   another JSON type or a non-finite number. What it accepts beyond the robust path: a trailing comma in an object
-  or array, and an object or array where the schema has a string, which is read as its JSON text (no code, id,
-  date or reference rule matches such a text, so the field counts as unusable, but the resource is not reported
-  as malformed);
+  or array, and an object or array where the schema has a string, which is read as its JSON text (no code, date
+  or reference rule matches such a text, so the field counts as unusable, but the resource is not reported as
+  malformed; a resource ``id`` given so keeps that text as its id);
 * robust path, performance.md §4's best robust idiom: every line read as one string column (``scan_csv`` with a
   separator that cannot occur in JSON and no quoting), decoded with ``str.json_decode``. It also fails a whole
   batch on one bad line (invalid JSON, or a field of an incompatible JSON type), so the failing file's bad lines
