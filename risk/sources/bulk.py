@@ -117,6 +117,8 @@ def ndjson_lines(path: Path) -> pl.LazyFrame:
 
 _JSON_NUMBERS: Final = "'UBIGINT', 'BIGINT', 'HUGEINT', 'DOUBLE'"
 _JSON_INTEGERS: Final = "'UBIGINT', 'BIGINT', 'HUGEINT'"
+_CHECKED_TYPES: Final = (pl.Float64, pl.Int64, pl.Boolean)
+"""Leaf types read as ``JSON`` and type-checked in the query (see :func:`_checked`)."""
 
 
 def duckdb_type(dtype: PolarsDataType) -> str:
@@ -125,7 +127,7 @@ def duckdb_type(dtype: PolarsDataType) -> str:
     :func:`duckdb_select` (DuckDB would otherwise turn the string ``"17"`` into 17)."""
     if dtype == pl.String:
         return "VARCHAR"
-    if dtype in (pl.Float64, pl.Int64, pl.Boolean):
+    if dtype in _CHECKED_TYPES:
         return "JSON"
     if isinstance(dtype, pl.List):
         return f"{duckdb_type(dtype.inner)}[]"
@@ -168,7 +170,7 @@ def _has_checked_leaf(dtype: PolarsDataType) -> bool:
         return _has_checked_leaf(dtype.inner)
     if isinstance(dtype, pl.Struct):
         return any(_has_checked_leaf(f.dtype) for f in dtype.fields)
-    return dtype in (pl.Float64, pl.Int64, pl.Boolean)
+    return dtype in _CHECKED_TYPES
 
 
 def duckdb_select(dtype: pl.Struct) -> str:
