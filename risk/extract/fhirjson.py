@@ -88,9 +88,15 @@ PATIENT_REFERENCE = r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]*)?$"
 risk/features/bulk.py uses the same pattern in polars."""
 
 
+def reference_regex(resource_type: str) -> str:
+    """:data:`PATIENT_REFERENCE` for another resource type (its group 1 is the id); risk.population.frames uses it
+    in polars."""
+    return PATIENT_REFERENCE.replace("Patient", re.escape(resource_type))
+
+
 @functools.lru_cache(maxsize=16)
 def _reference_pattern(resource_type: str) -> re.Pattern[str]:
-    return re.compile(PATIENT_REFERENCE.replace("Patient", re.escape(resource_type)))
+    return re.compile(reference_regex(resource_type))
 
 
 def reference_id(reference: object, resource_type: str) -> str | None:

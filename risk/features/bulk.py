@@ -284,6 +284,7 @@ def observation_features(latest: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
 
 # --- Patients --------------------------------------------------------------------------------------
 def patient_features(lf: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
+    """One row per Patient id (the first resource of a repeated id): pid, age_years, sex, race_ethnicity."""
     birth = clinical_date(pl.col("birthDate"))
     known = birth.is_not_null() & (birth <= as_of)
     before_birthday = (pl.lit(as_of.month) < birth.dt.month()) | (

@@ -20,6 +20,7 @@ import polars as pl
 
 from risk import codes
 from risk.assess.policy import DEFAULT_POLICY, AssessmentPolicy
+from risk.extract.fhirjson import reference_regex
 from risk.extract.imaging_studies import OID_PREFIX
 from risk.extract.patient import MRN_TYPE_CODE
 from risk.features import bulk as fb
@@ -82,8 +83,10 @@ def _keys(concept: pl.Expr) -> pl.Expr:
 
 
 def _ref_ids(refs: pl.Expr, resource_type: str) -> pl.Expr:
-    return refs.list.eval(pl.element().struct.field("reference")
-                          .str.extract(rf"^(?:.*/)?{resource_type}/([^/]+)$", 1).drop_nulls())
+    """The ids of a list of References to ``resource_type`` (relative, absolute or versioned, as
+    risk.extract.fhirjson.reference_id reads one)."""
+    return refs.list.eval(pl.element().struct.field("reference").str.extract(reference_regex(resource_type), 1)
+                          .drop_nulls())
 
 
 def site_of(system: str | None, site_systems: Mapping[str, str]) -> str:

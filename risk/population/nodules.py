@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Final, Protocol
@@ -59,8 +59,9 @@ _REF_DTYPE: Final = pl.Struct({"id": pl.String, "subject": pl.Struct({"reference
 class ObservationSource(Protocol):
     """Parsed SR results by Study Instance UID."""
 
-    def observations(self, study_uids: Iterable[str]) -> dict[str, list[NoduleObservation]]:
-        """Observations per study that has a parsed nodule report (a report with no nodules maps to ``[]``)."""
+    def observations(self, study_uids: pl.Series) -> dict[str, list[NoduleObservation]]:
+        """Observations per study of ``study_uids`` (a String series; a health system's export holds millions)
+        that has a parsed nodule report (a report with no nodules maps to ``[]``)."""
         ...
 
 
@@ -72,15 +73,15 @@ class CacheObservations:
     parser_version: str | None = None
     batch: int = 5000
 
-    def observations(self, study_uids: Iterable[str]) -> dict[str, list[NoduleObservation]]:
+    def observations(self, study_uids: pl.Series) -> dict[str, list[NoduleObservation]]:
         """One streaming pass over the cache table (no per-UID queries: a health system has millions of studies);
-        rows for studies not asked about are skipped."""
+        rows for studies not asked about are skipped, batch by batch (no Python set of millions of UIDs, which
+        took longer than the pass over an empty cache)."""
         from risk.imaging.sr import PARSER_VERSION
 
         version = self.parser_version or PARSER_VERSION
-        wanted = set(study_uids)
         out: dict[str, list[NoduleObservation]] = {}
-        if not wanted:
+        if study_uids.is_empty():
             return out
         with self.database.session() as session:
             rows = session.execute(select(ImagingFeatureCacheRow.study_instance_uid,
@@ -88,15 +89,17 @@ class CacheObservations:
                                    .where(ImagingFeatureCacheRow.parser_version == version,
                                           ImagingFeatureCacheRow.is_measurement_report.is_(True))
                                    .execution_options(yield_per=self.batch))
-            for study_uid, observations in rows:
-                if study_uid is None or study_uid not in wanted:
-                    continue
-                target = out.setdefault(study_uid, [])
-                for item in observations or ():
-                    try:
-                        target.append(observation_from_json(item))
-                    except (KeyError, TypeError, ValueError) as exc:
-                        log.warning("skipping a cached observation of study %s: %s", study_uid, exc)
+            for batch in rows.partitions():
+                asked = pl.Series([uid for uid, _ in batch], dtype=pl.String).is_in(study_uids).fill_null(False)
+                for (study_uid, observations), wanted in zip(batch, asked, strict=True):
+                    if not wanted:
+                        continue
+                    target = out.setdefault(study_uid, [])
+                    for item in observations or ():
+                        try:
+                            target.append(observation_from_json(item))
+                        except (KeyError, TypeError, ValueError) as exc:
+                            log.warning("skipping a cached observation of study %s: %s", study_uid, exc)
         return out
 
 
@@ -120,10 +123,10 @@ class TableObservations:
         truth = Path(cohort_dir) / "truth"
         return cls(pl.read_parquet(truth / "nodules.parquet"), pl.read_parquet(truth / "studies.parquet"))
 
-    def observations(self, study_uids: Iterable[str]) -> dict[str, list[NoduleObservation]]:
+    def observations(self, study_uids: pl.Series) -> dict[str, list[NoduleObservation]]:
         from risk.domain import Lobe, Margin, NoduleComposition, SourceKind, SourceRef
 
-        wanted = list(set(study_uids))
+        wanted = study_uids.unique()
         out: dict[str, list[NoduleObservation]] = {
             uid: [] for uid in self.studies.filter(pl.col("study_instance_uid").is_in(wanted))["study_instance_uid"]}
         frame = self.nodules.filter(pl.col("study_instance_uid").is_in(wanted))

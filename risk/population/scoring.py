@@ -220,7 +220,7 @@ def _nodules(source: BulkSource, features: pl.DataFrame, extra: ExtraFrames, opt
     if options.observations is None or extra.studies.is_empty():
         return {}, 0, {}
     studies = extra.studies.filter(pl.col("is_ct"))
-    observations = options.observations.observations(studies["uid"].to_list())
+    observations = options.observations.observations(studies["uid"])
     reported = {uid: len(obs) for uid, obs in observations.items()}
     if not observations:
         return {}, 0, reported

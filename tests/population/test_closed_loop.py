@@ -4,7 +4,6 @@ recorded with who and when and survive later runs. Runs on SQLite and PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ class Reported:
     def __init__(self) -> None:
         self.uids: set[str] = set()
 
-    def observations(self, study_uids: Iterable[str]) -> dict[str, list[NoduleObservation]]:
+    def observations(self, study_uids: pl.Series) -> dict[str, list[NoduleObservation]]:
         return {u: [] for u in study_uids if u in self.uids}
 
 

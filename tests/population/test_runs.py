@@ -166,7 +166,7 @@ def test_the_per_patient_path_is_risk_assess(cohort: Path, cohort_as_of: date) -
     for pid, (_digest, result) in scores.nodule_results.items():
         uids = studies.filter(pl.col("patient_id") == pid)
         dates = dict(uids.select("study_instance_uid", "study_date").iter_rows())
-        obs = source.observations(list(dates))
+        obs = source.observations(pl.Series(list(dates), dtype=pl.String))
         tracking = track_nodules([o for v in obs.values() for o in v], evaluated_studies=list(dates.items()))
         notes = NoteSink()
         records = group_resources(by_patient[pid], pid, notes)
