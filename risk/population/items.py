@@ -78,7 +78,7 @@ def candidate_items(scores: PopulationScores, *, as_of: date, due_soon_days: int
                                                                     nulls_last=True)
               .unique("patient_id", keep="first", maintain_order=True))
     recs = pl.concat([recs.filter(pl.col("kind") != "annual_screen"), annual])
-    recommended = set(recs["patient_id"].to_list())
+    recommended = recs["patient_id"].unique()
     due = recs.filter((pl.col("kind") == "screening_baseline") | pl.col("window_start").is_null()
                       | (pl.col("window_start") <= horizon))
     items = due.select(
@@ -97,7 +97,7 @@ def candidate_items(scores: PopulationScores, *, as_of: date, due_soon_days: int
     stale = as_of - timedelta(days=policy.stale_ct_days)
     high = (
         scores.patients.filter(pl.col("high_risk").fill_null(False)
-                               & ~pl.col("patient_id").is_in(list(recommended))
+                               & ~pl.col("patient_id").is_in(recommended)
                                & (pl.col("last_chest_ct").is_null() | (pl.col("last_chest_ct") < stale)))
         .join(open_orders, on="patient_id", how="anti")
         .select(
