@@ -38,7 +38,8 @@ def test_patient_frame_beside_the_features() -> None:
         {"id": "", "birthDate": "1950"},
     ]
     frame = pl.DataFrame(rows, schema={f.name: f.dtype for f in PATIENT_EXTRA_DTYPE.fields})
-    got = patient_features(frame.lazy(), date(2026, 6, 30)).join(patient_frame(frame.lazy()), on="pid").collect()
+    got = (patient_features(frame.lazy(), date(2026, 6, 30)).join(patient_frame(frame.lazy()), on="pid")
+           .sort("pid").collect())
     assert got.select("pid", "age_years", "sex", "mrn", "mrn_system", "name", "phone", "birth_date").rows() == [
         ("p1", 66, "female", "M1", "https://a.example.org/mrn", "Jane Q Doe", "555", date(1960, 3, 1)),
         ("p2", 70, "unknown", "X2", "urn:other", "John Roe", None, date(1955, 7, 1)),
