@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 import polars as pl
-from sqlalchemy import JSON, Connection, Engine, Table, text
+from sqlalchemy import JSON, Connection, Engine, Integer, Table, text
 
 from risk.store.base import Base
 
@@ -106,12 +106,31 @@ build gets at most one parallel worker (each participant needs 32 MB) and sorts 
 def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
     """Replace every row of ``name`` by ``frame``'s, in the caller's transaction. PostgreSQL: ``TRUNCATE`` (no dead
     rows to vacuum after replacing a million; readers wait for the commit) then :func:`insert_frame` (into the
-    empty table: with the indexes rebuilt after the COPY when the frame is large); SQLite: DELETE then insert."""
-    if _is_postgres(conn):
-        conn.execute(text(f"TRUNCATE {name}"))
-    else:
+    empty table: with the indexes rebuilt after the COPY when the frame is large); SQLite: DELETE then insert.
+
+    On PostgreSQL a serial key the frame does not carry is numbered here, 1 to n, and its sequence restarted and
+    set to n (in the transaction: a rollback restores it): the same keys as the sequence would give, without a
+    ``nextval`` per row (2.7M exam rows: 0.8 s of the COPY's 5.4 s)."""
+    if not _is_postgres(conn):
         conn.execute(table(name).delete())
-    return insert_frame(conn, name, frame)
+        return insert_frame(conn, name, frame)
+    key = _serial_key(table(name))
+    if key is None or key in frame.columns:
+        conn.execute(text(f"TRUNCATE {name}"))
+        return insert_frame(conn, name, frame)
+    conn.execute(text(f"TRUNCATE {name} RESTART IDENTITY"))
+    rows = insert_frame(conn, name, frame.with_row_index(key, offset=1))
+    if rows:
+        conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, :c), :n)"), {"t": name, "c": key, "n": rows})
+    return rows
+
+
+def _serial_key(t: Table) -> str | None:
+    """The table's primary key column when it is a single integer numbered by the database, else None."""
+    key = list(t.primary_key.columns)
+    if len(key) == 1 and isinstance(key[0].type, Integer) and key[0].autoincrement in (True, "auto"):
+        return key[0].name
+    return None
 
 
 class ConcurrentReplace:
