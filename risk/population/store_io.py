@@ -120,7 +120,7 @@ def replace_table(conn: Connection, name: str, frame: pl.DataFrame) -> int:
         return insert_frame(conn, name, frame)
     conn.execute(text(f"TRUNCATE {name} RESTART IDENTITY"))
     rows = insert_frame(conn, name, frame.with_row_index(key, offset=1))
-    if rows:
+    if rows:  # an empty frame leaves the restarted sequence at its start (setval cannot set 0)
         conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, :c), :n)"), {"t": name, "c": key, "n": rows})
     return rows
 

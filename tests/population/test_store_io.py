@@ -140,19 +140,22 @@ def test_replace_table_numbers_a_serial_key_as_the_sequence_would(pg_db: Databas
     with pg_db.engine.begin() as conn:
         store_io.replace_table(conn, "population_exam", _exams(3, first=10))
         # the next row the database numbers follows the frame's
-        conn.execute(text("INSERT INTO population_exam (patient_id, study_uid, screening, exam_kind, reported) "
-                          "VALUES ('x', 'y', false, 'annual', false)"))
+        _insert_one(conn, "x")
     with pytest.raises(Exception, match="too long"), pg_db.engine.begin() as conn:
         store_io.replace_table(conn, "population_exam", _exams(8).with_columns(exam_kind=pl.lit("x" * 100)))
     with pg_db.engine.begin() as conn:
         rows = conn.execute(text("SELECT id, patient_id FROM population_exam ORDER BY id")).all()
         assert [tuple(r) for r in rows] == [(1, "p10"), (2, "p11"), (3, "p12"), (4, "x")]
         # the failed replace rolled the sequence back with its rows
-        conn.execute(text("INSERT INTO population_exam (patient_id, study_uid, screening, exam_kind, reported) "
-                          "VALUES ('z', 'y', false, 'annual', false)"))
+        _insert_one(conn, "z")
         assert conn.execute(text("SELECT max(id) FROM population_exam")).scalar() == 5
     with pg_db.engine.begin() as conn:  # an empty frame leaves the sequence at its start
         store_io.replace_table(conn, "population_exam", _exams(0))
-        conn.execute(text("INSERT INTO population_exam (patient_id, study_uid, screening, exam_kind, reported) "
-                          "VALUES ('e', 'y', false, 'annual', false)"))
+        _insert_one(conn, "e")
         assert conn.execute(text("SELECT id FROM population_exam")).scalars().all() == [1]
+
+
+def _insert_one(conn: Connection, patient_id: str) -> None:
+    """A row numbered by the database (its id from the table's sequence)."""
+    conn.execute(text("INSERT INTO population_exam (patient_id, study_uid, screening, exam_kind, reported) "
+                      "VALUES (:p, 'y', false, 'annual', false)"), {"p": patient_id})
